@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Make ./.venv with the CPU build of torch and layershare (editable, with test extras).
+# Idempotent: a second run installs nothing new. Used by demo.sh, test.sh and CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [[ ! -x .venv/bin/python ]]; then
+  "${PYTHON:-python3}" -m venv .venv
+fi
+# shellcheck disable=SC1091
+. .venv/bin/activate
+python -m pip install -q --disable-pip-version-check --upgrade pip
+# torch first and pinned: this machine has the CPU wheel of 2.13.0 on local disk; a bare
+# "torch" requirement would pull a multi-GB CUDA build.
+python -c "import torch" 2>/dev/null || python -m pip install -q --disable-pip-version-check torch==2.13.0
+python -m pip install -q --disable-pip-version-check -e ".[test]"

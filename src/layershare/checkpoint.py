@@ -1,0 +1,174 @@
+"""Compact checkpoints: each shared tensor stored once.
+
+A checkpoint is a directory:
+
+* ``model.safetensors`` -- the model's state dict with every tensor once, under the name of
+  its first occurrence (the order of ``state_dict()``, which a rebuilt model repeats);
+* ``layershare.json`` -- format version, the ShareConfig (or null for a dense model) and how
+  to rebuild the base model (``{"library": "transformers", "class": "GPT2LMHeadModel"}``);
+* ``config.json`` -- the transformers config, for transformers models.
+
+``load`` rebuilds the base model from its config, converts it with the same ShareConfig (the
+structure, not the weights) and copies the stored tensors in; nothing is unpickled
+(safetensors, ``json``). Writes go to a temporary directory renamed into place, so a crash
+never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import ShareConfig
+from .errors import LayershareError
+from .surgery import convert
+
+FORMAT = 1
+WEIGHTS, META = "model.safetensors", "layershare.json"
+
+
+def unique_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict with each tensor once (first name wins)."""
+    state, seen = {}, set()
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            state[name] = tensor.detach()
+    return state
+
+
+def base_info(model: nn.Module) -> dict:
+    """How to rebuild ``model``'s class without its weights."""
+    own = getattr(model, "layershare_base", None)
+    if callable(own):
+        return own()
+    if hasattr(model, "config") and hasattr(model, "save_pretrained"):
+        return {"library": "transformers", "class": type(model).__name__}
+    return {"library": "torch", "class": type(model).__name__}
+
+
+def save(model: nn.Module, directory: str | os.PathLike, extra_files: dict[str, Path] | None = None) -> Path:
+    """Write ``model`` to ``directory`` atomically (replacing what was there)."""
+    directory = Path(directory)
+    config = getattr(model, "layershare_config", None)
+    meta = {"format": FORMAT, "config": None if config is None else config.to_dict(),
+            "base": base_info(model)}
+
+    def write(tmp: Path):
+        state = {k: v.contiguous() for k, v in unique_state(model).items()}
+        save_file(state, tmp / WEIGHTS, metadata={"format": "pt"})
+        (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
+        if meta["base"]["library"] == "transformers":
+            model.config.save_pretrained(tmp)
+        for name, src in (extra_files or {}).items():
+            shutil.copy2(src, tmp / name)
+
+    return atomic_directory(directory, write)
+
+
+def atomic_directory(directory: Path, write) -> Path:
+    """Call ``write(tmp)`` on a fresh temporary directory, then rename it to ``directory``."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        write(tmp)
+        _normal_permissions(tmp)
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+            directory.rename(old)
+            tmp.rename(directory)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def _normal_permissions(tmp: Path) -> None:
+    """mkdtemp makes a private (0700) directory; give it the usual umask-based modes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
+    for path in tmp.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def read_meta(directory: str | os.PathLike) -> dict:
+    path = Path(directory)
+    if not path.is_dir():
+        raise LayershareError(f"{path}: no such checkpoint directory")
+    try:
+        meta = json.loads((path / META).read_text())
+    except FileNotFoundError:
+        raise LayershareError(f"{path}: not a layershare checkpoint (no {META})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LayershareError(f"{path / META}: corrupted ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise LayershareError(f"{path / META}: unknown checkpoint format {meta.get('format')!r}")
+    return meta
+
+
+def build_base(directory: Path, base: dict) -> nn.Module:
+    """An untrained model of the checkpoint's base class."""
+    if base.get("library") == "transformers":
+        import transformers
+        cls = getattr(transformers, str(base.get("class")), None)
+        if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
+            raise LayershareError(f"{directory}: unknown transformers class {base.get('class')!r}")
+        try:
+            config = transformers.AutoConfig.from_pretrained(directory)
+        except (OSError, ValueError) as exc:
+            raise LayershareError(f"{directory}/config.json: cannot be read ({exc})") from None
+        return cls(config)
+    if base.get("library") == "layershare":
+        from .models import build_model  # the project's reference models
+        return build_model(base)
+    raise LayershareError(f"{directory}: a {base.get('class')} cannot be rebuilt from its files; "
+                          "pass the dense model: load(directory, model=...)")
+
+
+def load(directory: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
+    """Rebuild the model saved in ``directory`` (in eval mode), at its reduced size.
+
+    ``model``: an untrained dense model of the right shape, for classes that cannot be rebuilt
+    from a config (plain torch modules).
+    """
+    directory = Path(directory)
+    meta = read_meta(directory)
+    try:
+        tensors = load_file(directory / WEIGHTS)
+    except FileNotFoundError:
+        raise LayershareError(f"{directory}: {WEIGHTS} is missing") from None
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise LayershareError(f"{directory / WEIGHTS}: corrupted or truncated ({exc})") from None
+    if model is None:
+        model = build_base(directory, meta["base"])
+    if meta["config"] is not None:
+        convert(model, config=ShareConfig(**{**meta["config"], "init": "scratch"}))
+    expected = unique_state(model)
+    if set(expected) != set(tensors):
+        missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+        raise LayershareError(f"{directory}: checkpoint does not match the model "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    dtype = next(iter(tensors.values())).dtype if tensors else None
+    if dtype is not None and dtype.is_floating_point:
+        model.to(dtype)
+        expected = unique_state(model)
+    with torch.no_grad():
+        for name, target in expected.items():
+            if target.shape != tensors[name].shape:
+                raise LayershareError(f"{directory}: {name} has shape {tuple(tensors[name].shape)}, "
+                                      f"the model expects {tuple(target.shape)}")
+            target.copy_(tensors[name])
+    return model.eval()

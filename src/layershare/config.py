@@ -1,0 +1,58 @@
+"""ShareConfig: every choice ``convert`` makes, in one serialisable dataclass.
+
+A converted model carries its config as ``model.layershare_config``; checkpoints store it as
+JSON, and ``load`` rebuilds the same structure from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from .arch import KINDS
+from .errors import LayershareError
+from .svd import INITS
+
+METHODS = ("residual", "lowrank", "tied")
+
+
+@dataclass
+class ShareConfig:
+    method: str = field(metadata={"help": "residual (ResidualTransformer), lowrank "
+                                          "(LightFormer / Basis Sharing) or tied (ALBERT-style)"})
+    group_size: int = field(default=2, metadata={"help": "K: layers per sharing group"})
+    rank: int = field(default=64, metadata={"help": "r of the low-rank factors, capped at "
+                                                    "min(m, n) per matrix; unused by tied"})
+    strategy: str | list[int] = field(default="sequence", metadata={
+        "help": "sequence | cycle | cycle-rev | sandwich, or a list of group ids per layer"})
+    init: str = field(default="mean", metadata={
+        "help": "shared weight of a group from dense weights: mean | first | stepwise; "
+                "scratch = every layer of a group starts equal to the shared weight"})
+    diag: bool | None = field(default=None, metadata={
+        "help": "per-layer diagonal; default on for residual, off for lowrank"})
+    matrices: list[str] = field(default_factory=lambda: list(KINDS), metadata={
+        "help": "which matrices to share: any of q, k, v, o, ffn_in, ffn_out"})
+    tie_other: bool = field(default=True, metadata={
+        "help": "tied only: also tie the layer's other parameters (norms), as ALBERT does"})
+    stack: str | None = field(default=None, metadata={
+        "help": "path of the layer ModuleList, for architectures layershare does not know"})
+    linears: dict[str, str | list[str]] | None = field(default=None, metadata={
+        "help": "with stack: {name inside a layer: kind or kinds}"})
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise LayershareError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if not isinstance(self.rank, int) or self.rank < 1:
+            raise LayershareError(f"rank must be an integer >= 1, got {self.rank!r}")
+        if self.init not in INITS:
+            raise LayershareError(f"unknown init {self.init!r}; choose one of {', '.join(INITS)}")
+        unknown = set(self.matrices) - set(KINDS) if self.stack is None else set()
+        if unknown or not self.matrices:
+            raise LayershareError(f"unknown matrices {sorted(unknown) or '[]'}; choose from "
+                                  f"{', '.join(KINDS)}")
+        if self.linears is not None and self.stack is None:
+            raise LayershareError("linears= needs stack= too")
+        if self.diag is None:
+            self.diag = self.method == "residual"
+
+    def to_dict(self) -> dict:
+        return asdict(self)

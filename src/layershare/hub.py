@@ -1,0 +1,67 @@
+"""Loading and writing transformers models from local files only (never a hub).
+
+``from_local(src)`` takes a transformers model directory (``config.json`` + weights) or a
+``.gguf`` file; the class comes from ``config.architectures`` and must be one of
+transformers' own (no ``trust_remote_code``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from torch import nn
+
+from .errors import LayershareError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def quiet_transformers() -> None:
+    """Errors only, no progress bars: the command line prints its own summary."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "vocab.txt", "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json")
+
+
+def from_local(src: str | os.PathLike) -> nn.Module:
+    """The transformers model stored at ``src`` (directory or .gguf file), in eval mode."""
+    import transformers
+
+    src = Path(src)
+    if not src.exists():
+        raise LayershareError(f"{src}: no such file or directory")
+    kwargs = {}
+    if src.is_file():
+        if src.suffix != ".gguf":
+            raise LayershareError(f"{src}: expected a transformers model directory or a .gguf file")
+        src, kwargs = src.parent, {"gguf_file": src.name}
+    elif not (src / "config.json").is_file():
+        raise LayershareError(f"{src}: not a transformers model directory (no config.json)")
+    try:
+        config = transformers.AutoConfig.from_pretrained(src, **kwargs)
+        names = getattr(config, "architectures", None) or []
+        cls = getattr(transformers, names[0], None) if names else None
+        if cls is None:
+            cls = transformers.AutoModelForCausalLM if kwargs else transformers.AutoModel
+        return cls.from_pretrained(src, **kwargs).eval()
+    except (OSError, ValueError, KeyError, ImportError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LayershareError(f"{src}: cannot load the model ({first})") from None
+
+
+def tokenizer_files(directory: str | os.PathLike) -> dict[str, Path]:
+    """The tokenizer files next to a model, to copy along with it."""
+    directory = Path(directory)
+    directory = directory.parent if directory.is_file() else directory
+    return {n: directory / n for n in TOKENIZER_FILES if (directory / n).is_file()}
+
+
+def copy_files(files: dict[str, Path], directory: Path) -> None:
+    for name, path in files.items():
+        shutil.copy2(path, directory / name)
