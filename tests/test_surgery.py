@@ -158,3 +158,11 @@ def test_converted_model_generates_with_kv_cache(name, method):
         uncached = model.generate(**prompt, **gen, use_cache=False)
     assert cached.shape[1] >= 6
     torch.testing.assert_close(cached, uncached)
+
+
+def test_lowrank_from_scratch_is_random_with_dense_scale():
+    model = T.llama()
+    dense_std = model.model.layers[0].mlp.up_proj.weight.std().item()
+    layershare.convert(model, method="lowrank", group_size=2, rank=8, init="scratch")
+    merged = model.model.layers[0].mlp.up_proj.merged_weight()
+    assert 0.5 < merged.std().item() / dense_std < 2.0

@@ -161,9 +161,9 @@ def load(directory: str | os.PathLike, model: nn.Module | None = None) -> nn.Mod
         missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
         raise LayershareError(f"{directory}: checkpoint does not match the model "
                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    dtype = next(iter(tensors.values())).dtype if tensors else None
-    if dtype is not None and dtype.is_floating_point:
-        model.to(dtype)
+    dtypes = {t.dtype for t in tensors.values() if t.dtype.is_floating_point}
+    if len(dtypes) == 1:  # one floating dtype (bf16, fp32...): the model takes it;
+        model.to(dtypes.pop())  # a mixed checkpoint is copied tensor by tensor below
         expected = unique_state(model)
     with torch.no_grad():
         for name, target in expected.items():

@@ -26,7 +26,8 @@ class ShareConfig:
         "help": "sequence | cycle | cycle-rev | sandwich, or a list of group ids per layer"})
     init: str = field(default="mean", metadata={
         "help": "shared weight of a group from dense weights: mean | first | stepwise; "
-                "scratch = every layer of a group starts equal to the shared weight"})
+                "scratch = from scratch: residual layers of a group start equal to the "
+                "shared weight, lowrank factors are random (no SVD)"})
     diag: bool | None = field(default=None, metadata={
         "help": "per-layer diagonal; default on for residual, off for lowrank"})
     matrices: list[str] = field(default_factory=lambda: list(KINDS), metadata={

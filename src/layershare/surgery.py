@@ -19,7 +19,7 @@ from .lowrank import LowRankLinear
 from .plan import SharingPlan
 from .residual import ResidualLinear
 from .slots import Slot
-from .svd import pick_shared, shared_basis
+from .svd import pick_shared, random_factors, shared_basis
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,9 @@ def _share_matrix(config: ShareConfig, plan: SharingPlan, slots: list[Slot]) -> 
                     new.fit(dense[l])
                 slots[l].install(new)
         else:  # lowrank: a basis shared by the group (Basis Sharing), coefficients per layer
-            basis, coeffs = shared_basis([dense[l] for l in members], rank)
+            weights = [dense[l] for l in members]
+            basis, coeffs = (random_factors(weights, rank) if config.init == "scratch"
+                             else shared_basis(weights, rank))
             basis = nn.Parameter(basis.contiguous())
             for l, coeff in zip(members, coeffs):
                 diag = torch.diagonal(dense[l] - basis @ coeff) if config.diag else None

@@ -1,0 +1,135 @@
+"""The recipe registry and ``prepare``: fetch once, verify always.
+
+``prepare(name)`` is a no-op (apart from re-checking sha256 sums) when ``DATA_DIR/NAME`` is
+a complete preparation by the current version of the recipe. Otherwise it builds into a
+hidden partial directory, with downloads in a separate temporary directory that is always
+deleted, writes ``manifest.json`` last and renames the result into place.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import LayershareError
+from . import brown, libreoffice, local, wordnet
+from .fetch import say
+from .store import (check_ready, default_data_dir, new_partial, publish, read_manifest,
+                    remove_stale_partials, write_manifest)
+from .tokenizer import train_tokenizer
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One data set: how to build it (``None`` for the user's own files) and read it."""
+
+    name: str
+    task: str                    # "lm", "translation" or "classification"
+    summary: str
+    version: int = 0
+    build: Callable[[Path, Path, bool], dict] | None = None
+    read: Callable | None = None          # prepared dir (or, for local recipes, a config)
+    train_texts: Callable | None = None   # prepared dir -> training texts for a tokenizer
+
+    @property
+    def fetched(self) -> bool:
+        return self.build is not None
+
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (
+    Recipe("brown", "lm", "Brown corpus, 500 documents of 1961 American English (npm)",
+           brown.VERSION, brown.build, brown.read, brown.train_texts),
+    Recipe("libreoffice-de-en", "translation",
+           "LibreOffice help paragraphs, German -> English (Debian)",
+           libreoffice.VERSION, libreoffice.build, libreoffice.read, libreoffice.train_texts),
+    Recipe("wordnet-supersense", "classification",
+           "WordNet glosses -> 45 supersenses (Debian)",
+           wordnet.VERSION, wordnet.build, wordnet.read, wordnet.train_texts),
+    Recipe("text", "lm", "your own text files, one per split", read=local.load_text_splits),
+    Recipe("parallel", "translation", "your own line-aligned file pairs, one pair per split",
+           read=local.load_parallel_splits),
+)}
+
+
+def get_recipe(name: str) -> Recipe:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise LayershareError(f"unknown data recipe {name!r}; choose one of "
+                              f"{', '.join(RECIPES)}") from None
+
+
+def _fetched_recipe(name: str) -> Recipe:
+    recipe = get_recipe(name)
+    if not recipe.fetched:
+        raise LayershareError(f"recipe {name!r} reads your own files and has nothing to "
+                              f"prepare: use load_{name}_splits(config)")
+    return recipe
+
+
+def recipe_dir(name: str, data_dir: Path | None = None) -> Path:
+    """Where ``prepare(name, data_dir)`` puts its files."""
+    return Path(data_dir if data_dir is not None else default_data_dir()) / name
+
+
+def prepare(name: str, data_dir: Path | None = None, progress: bool = True,
+            force: bool = False) -> Path:
+    """Make ``DATA_DIR/NAME`` a complete, checksummed preparation; return its path.
+
+    ``data_dir`` defaults to ``$LAYERSHARE_DATA`` or ``./data``. Needs the registries only
+    when the directory is missing, incomplete, altered or from an older recipe version;
+    ``force`` rebuilds regardless. Two processes preparing the same recipe at once both
+    build, and the second to finish keeps the first one's result.
+    """
+    recipe = _fetched_recipe(name)
+    final = recipe_dir(name, data_dir)
+    reason = check_ready(final, name, recipe.version)
+    if reason is None and not force:
+        say(progress, f"{name}: ready in {final} (checksums verified)")
+        return final
+    say(progress, f"{name}: preparing in {final} ({'forced' if force else reason})")
+    start = time.monotonic()
+    remove_stale_partials(final.parent, name)
+    partial = new_partial(final.parent, name)
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"layershare-{name}-") as work:
+            result = recipe.build(partial, Path(work), progress)
+        write_manifest(partial, name, recipe.version, result["source"], result["counts"])
+        if not force and check_ready(final, name, recipe.version) is None:
+            say(progress, f"{name}: another process finished first; keeping its result")
+        else:
+            publish(partial, final)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial, ignore_errors=True)
+    say(progress, f"{name}: done in {time.monotonic() - start:.1f} s; "
+                  f"{summarize(read_manifest(final)['counts'])}")
+    return final
+
+
+def summarize(counts: dict) -> str:
+    """``train: 45,506 sentences, 919,594 tokens; valid: ...`` from manifest counts."""
+    return "; ".join(f"{split}: " + ", ".join(f"{v:,} {k}" for k, v in c.items())
+                     for split, c in counts.items())
+
+
+def load_splits(name: str, data_dir: Path | None = None, progress: bool = True) -> dict:
+    """The splits of a fetched recipe, preparing it first if needed (see ``prepare``)."""
+    return _fetched_recipe(name).read(prepare(name, data_dir, progress))
+
+
+def train_recipe_tokenizer(name: str, vocab_size: int, data_dir: Path | None = None,
+                           out_path: Path | None = None, progress: bool = True) -> Path:
+    """Fit a byte-level BPE on a recipe's training split (both languages for translation).
+
+    Defaults to ``DATA_DIR/NAME/tokenizer-VOCAB/tokenizer.json``; rebuilt data deletes it.
+    """
+    recipe = _fetched_recipe(name)
+    directory = prepare(name, data_dir, progress)
+    out = Path(out_path) if out_path is not None else directory / f"tokenizer-{vocab_size}"
+    say(progress, f"{name}: training a {vocab_size}-token byte-level BPE on train")
+    return train_tokenizer(recipe.train_texts(directory), vocab_size, out)
