@@ -34,7 +34,6 @@ VARIANTS = [  # (label, convert options); None = the dense model cut to N layers
     ("tied K=2 (ALBERT-style)", dict(method="tied", group_size=2), None),
     ("residual K=2 r=128", dict(method="residual", group_size=2, rank=128), None),
     ("residual K=3 r=96", dict(method="residual", group_size=3, rank=96), None),
-    ("residual K=2 r=64 shared only (no diag)", dict(method="residual", group_size=2, rank=64, diag=False), None),
     ("residual K=2 r=64", dict(method="residual", group_size=2, rank=64), None),
     ("lowrank K=1 r=192 (LightFormer SVD)", dict(method="lowrank", group_size=1, rank=192), None),
     ("lowrank K=2 r=192 (shared basis)", dict(method="lowrank", group_size=2, rank=192), None),
@@ -56,7 +55,7 @@ def embed(model, tokenizer, sentences, batch=64):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
-    parser.add_argument("--sentences", type=int, default=1000)
+    parser.add_argument("--sentences", type=int, default=500)
     parser.add_argument("--data-dir", type=Path, default=None)
     args = parser.parse_args()
     quiet_transformers()

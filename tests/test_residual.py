@@ -80,3 +80,25 @@ def test_eval_cache_hits_and_is_invalidated_by_updates():
         assert layer.merged_weight() is not layer.merged_weight()  # no cache in training
     layer.eval()
     assert layer.merged_weight().requires_grad  # grad enabled: fresh graph, never the cache
+
+
+def test_merge_ignores_autocast_so_the_cache_serves_both_modes():
+    layer = ResidualLinear(nn.Parameter(torch.randn(8, 8)), rank=2).eval()
+    x = torch.randn(3, 8)
+    with torch.no_grad():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = layer(x)
+        assert layer.merged_weight().dtype == torch.float32
+        full = layer(x)  # fp32 after a bf16 forward: the cached weight still fits
+    assert low.dtype == torch.bfloat16 and full.dtype == torch.float32
+    torch.testing.assert_close(low.float(), full, atol=0.1, rtol=0.05)
+
+
+def test_compiles_without_graph_breaks_in_eval_and_train():
+    layer = ResidualLinear(nn.Parameter(torch.randn(8, 8)), rank=2)
+    x = torch.randn(3, 8)
+    for mode in (layer.train, layer.eval):
+        mode()
+        with torch.no_grad():
+            explanation = torch._dynamo.explain(layer)(x)
+        assert explanation.graph_break_count == 0, explanation.break_reasons

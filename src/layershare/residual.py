@@ -68,15 +68,23 @@ class ResidualLinear(nn.Module):
         return self
 
     def merged_weight(self) -> Tensor:
-        """``S + A B + diag(d)`` as an (out x in) tensor; cached in eval mode without grad."""
-        cacheable = not self.training and not torch.is_grad_enabled()
+        """``S + A B + diag(d)`` as an (out x in) tensor; cached in eval mode without grad.
+
+        The merge runs in the parameters' dtype even under autocast (as an ``nn.Linear``
+        keeps an fp32 weight that autocast casts at the matmul), so the cached weight does
+        not depend on the autocast state. Under ``torch.compile`` the cache is skipped: the
+        compiled graph merges in its own kernels, and the cache key would break the graph.
+        """
+        cacheable = (not self.training and not torch.is_grad_enabled()
+                     and not torch.compiler.is_compiling())
         if cacheable:
             key = tuple((p.data_ptr(), p._version) for p in self._weight_params())
             if self._cache is not None and self._cache[0] == key:
                 return self._cache[1]
-        weight = torch.addmm(self.shared, self.lora_a, self.lora_b)
-        if self.diag is not None:
-            weight.diagonal().add_(self.diag)
+        with torch.autocast(self.shared.device.type, enabled=False):
+            weight = torch.addmm(self.shared, self.lora_a, self.lora_b)
+            if self.diag is not None:
+                weight.diagonal().add_(self.diag)
         self._cache = (key, weight) if cacheable else None
         return weight
 
