@@ -166,3 +166,16 @@ def test_lowrank_from_scratch_is_random_with_dense_scale():
     layershare.convert(model, method="lowrank", group_size=2, rank=8, init="scratch")
     merged = model.model.layers[0].mlp.up_proj.merged_weight()
     assert 0.5 < merged.std().item() / dense_std < 2.0
+
+
+def test_lowrank_transfer_error_per_matrix_is_eckart_young_optimum():
+    model = T.llama()
+    dense = {n: m.weight.detach().clone() for n, m in model.named_modules()
+             if isinstance(m, nn.Linear) and ".layers." in n}
+    layershare.convert(model, method="lowrank", group_size=1, rank=5)
+    converted = dict(model.named_modules())
+    assert len(dense) == 4 * 7
+    for name, weight in dense.items():
+        s = torch.linalg.svdvals(weight.double())
+        err = (weight - converted[name].merged_weight()).double().pow(2).sum()
+        torch.testing.assert_close(err, s[5:].pow(2).sum(), rtol=1e-4, atol=1e-7)
