@@ -81,11 +81,19 @@ class ResidualLinear(nn.Module):
             key = tuple((p.data_ptr(), p._version) for p in self._weight_params())
             if self._cache is not None and self._cache[0] == key:
                 return self._cache[1]
-        with torch.autocast(self.shared.device.type, enabled=False):
-            weight = torch.addmm(self.shared, self.lora_a, self.lora_b)
-            if self.diag is not None:
-                weight.diagonal().add_(self.diag)
+        device = self.shared.device.type
+        if torch.is_autocast_enabled(device):
+            with torch.autocast(device, enabled=False):
+                weight = self._merge()
+        else:  # the common case: no context manager on the hot path
+            weight = self._merge()
         self._cache = (key, weight) if cacheable else None
+        return weight
+
+    def _merge(self) -> Tensor:
+        weight = torch.addmm(self.shared, self.lora_a, self.lora_b)
+        if self.diag is not None:
+            weight.diagonal().add_(self.diag)
         return weight
 
     def _weight_params(self) -> list[Tensor]:
