@@ -3,6 +3,7 @@
     layershare convert SRC --method residual --group-size 2 --rank 64 --out DIR
     layershare inspect DIR [--json]
     layershare merge DIR --out DIR2
+    layershare data prepare brown | train --config FILE --out DIR | eval | translate | generate
 
 A user mistake prints one line on stderr and exits with status 2; no output directory is
 left behind (outputs are written to a temporary directory and renamed into place).
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("merge", help="write the plain dense model (loads with transformers alone)")
     p.add_argument("dir", type=Path)
     p.add_argument("--out", required=True, type=Path)
+
+    from .cli_train import add_commands  # train, eval, translate, generate, data prepare
+    add_commands(sub)
     return parser
 
 
@@ -130,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         from .hub import quiet_transformers
         quiet_transformers()
-        COMMANDS[args.command](args)
+        (getattr(args, "func", None) or COMMANDS[args.command])(args)
     except LayershareError as exc:
         print(f"layershare: error: {exc}", file=sys.stderr)
         return 2

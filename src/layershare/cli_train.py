@@ -1,0 +1,176 @@
+"""Command-line verbs for training from scratch, registered into ``layershare``'s parser.
+
+    layershare data prepare brown [--dir DATA_DIR]
+    layershare train --config configs/lm-brown-residual.yaml [--set train.steps=200] --out runs/res
+    torchrun --nproc_per_node=2 -m layershare train --config ... --out ...
+    layershare eval runs/res [--split test]
+    layershare translate runs/mt < de.txt > en.txt
+    layershare generate runs/lm --prompt "The jury said"
+
+``add_commands(subparsers)`` adds them; every parser sets ``func``, so the main CLI calls
+``args.func(args)``. ``python -m layershare.cli_train ...`` runs these verbs alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import LayershareError
+
+
+def add_commands(sub) -> None:
+    """Register train, eval, translate, generate and data on an ``add_subparsers`` object."""
+    p = sub.add_parser("train", help="train a model from scratch from a YAML config")
+    p.add_argument("--config", type=Path, help="YAML run config (see configs/); default: defaults")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.steps=200 (repeatable)")
+    p.add_argument("--out", type=Path, help="run directory (re-run the same command to resume)")
+    p.add_argument("--help-config", action="store_true", help="list every config key and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a trained run directory on a split")
+    p.add_argument("dir", type=Path, help="a run directory written by train")
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("translate", help="translate stdin (one sentence a line) to stdout")
+    p.add_argument("dir", type=Path, help="a translation run directory")
+    p.add_argument("--beam", type=int, default=None, help="beam size (default: the run's)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=cmd_translate)
+
+    p = sub.add_parser("generate", help="continue a prompt with a trained language model")
+    p.add_argument("dir", type=Path, help="a language-model run directory")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--max-new-tokens", type=int, default=50)
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("data", help="data recipes")
+    data_sub = p.add_subparsers(dest="data_command", metavar="prepare", required=True,
+                                parser_class=type(p))
+    q = data_sub.add_parser("prepare", help="fetch, clean and split a recipe (no-op if ready)")
+    q.add_argument("name", help="brown | libreoffice-de-en | wordnet-supersense")
+    q.add_argument("--dir", type=Path, default=None,
+                   help="data directory (default $LAYERSHARE_DATA or ./data)")
+    q.add_argument("--force", action="store_true", help="rebuild even when ready")
+    q.set_defaults(func=cmd_data_prepare)
+
+
+def cmd_train(args) -> None:
+    from .train import describe, load_config, train
+
+    if args.help_config:
+        print("\n".join(describe()))
+        return
+    if args.out is None:
+        raise LayershareError("train: --out DIR is required")
+    cfg = load_config(args.config, args.overrides)
+    train(cfg, args.out, progress=not args.quiet)
+
+
+def run_dir(directory: Path):
+    """(config, model, task, device, autocast) of a finished run directory."""
+    import yaml
+
+    from . import load
+    from .train.config import config_from_dict
+    from .train.datasets import build_task
+    from .train.trainer import autocast_for, pick_device
+
+    config_path, model_dir = directory / "config.yaml", directory / "model"
+    if not config_path.is_file() or not model_dir.is_dir():
+        raise LayershareError(f"{directory}: not a finished run (needs config.yaml and model/)")
+    cfg = config_from_dict(yaml.safe_load(config_path.read_text()))
+    device = pick_device(cfg)
+    model = load(model_dir).to(device).eval()
+    return cfg, model, device, autocast_for(cfg, device), build_task
+
+
+def _tokenizer(directory: Path):
+    from .data import load_tokenizer
+    return load_tokenizer(directory / "model" / "tokenizer.json"
+                          if (directory / "model" / "tokenizer.json").is_file()
+                          else directory / "tokenizer.json")
+
+
+def cmd_eval(args) -> None:
+    from .train.evaluate import split_metrics
+
+    cfg, model, device, autocast, build_task = run_dir(args.dir)
+    task = build_task(cfg, args.dir, progress=False, setup=False)
+    result = split_metrics(task, model, args.split, device, args.dir, autocast)
+    print(json.dumps(result, indent=2))
+
+
+def cmd_translate(args) -> None:
+    from .train.evaluate import translate_lines
+
+    cfg, model, device, autocast, _ = run_dir(args.dir)
+    if cfg.task != "translation":
+        raise LayershareError(f"{args.dir} is a {cfg.task} run, not a translation one")
+    lines = [line.rstrip("\r\n") for line in sys.stdin]
+    out = translate_lines(model, _tokenizer(args.dir), lines, device,
+                          args.beam or cfg.eval.beam_size, cfg.eval.max_len, args.batch_size,
+                          cfg.train.seq_len, autocast)
+    sys.stdout.write("".join(line + "\n" for line in out))
+
+
+def cmd_generate(args) -> None:
+    import torch
+
+    from .data import BOS_ID, EOS_ID
+
+    cfg, model, device, autocast, _ = run_dir(args.dir)
+    if cfg.task != "lm":
+        raise LayershareError(f"{args.dir} is a {cfg.task} run, not a language model")
+    tok = _tokenizer(args.dir)
+    ids = tok.encode(args.prompt).ids or [EOS_ID]  # an empty prompt starts a new sentence
+    limit = model.config.max_len if model.config.pos == "learned" else None
+    new = args.max_new_tokens
+    if limit is not None:
+        ids = ids[-(limit - 1):]
+        new = min(new, limit - len(ids))
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    with autocast():
+        out = model.generate(torch.tensor([ids], device=device), new, greedy=not args.sample,
+                             temperature=args.temperature, top_k=args.top_k, eos_id=EOS_ID,
+                             generator=generator)
+    text = tok.decode([t for t in out[0].tolist() if t not in (EOS_ID, BOS_ID)])
+    print(text)
+
+
+def cmd_data_prepare(args) -> None:
+    from .data import prepare
+    prepare(args.name, args.dir, force=args.force)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """These verbs alone (``python -m layershare.cli_train``), errors as the main CLI's."""
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise LayershareError(message)
+
+    parser = Parser(prog="layershare")
+    add_commands(parser.add_subparsers(dest="command", required=True, parser_class=Parser))
+    try:
+        args = parser.parse_args(argv)
+        args.func(args)
+    except LayershareError as exc:
+        print(f"layershare: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("layershare: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""Training from scratch: config, trainer, checkpoints/resume, evaluation.
+
+    from layershare.train import load_config, train
+    cfg = load_config("configs/lm-brown-residual.yaml", ["train.steps=200"])
+    results = train(cfg, "runs/residual")      # OUT/results.json, OUT/model, ...
+
+``torchrun --nproc_per_node=N -m layershare train ...`` runs the same code under DDP.
+"""
+
+from .config import RunConfig, config_from_dict, describe, load_config
+from .schedule import lr_at
+
+__all__ = ["RunConfig", "load_config", "config_from_dict", "describe", "lr_at", "train"]
+
+
+def train(cfg, out_dir, progress: bool = True) -> dict:
+    """Run (or resume) the training described by ``cfg`` into ``out_dir``; returns results."""
+    from .trainer import train as _train
+    return _train(cfg, out_dir, progress)

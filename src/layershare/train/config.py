@@ -1,0 +1,277 @@
+"""Run configuration: nested dataclasses read from YAML, with dotted ``--set`` overrides.
+
+One YAML file describes a whole run (data, model, training, sharing, evaluation)::
+
+    data: {name: brown}
+    model: {layers: 12, d_model: 512, heads: 8}
+    train: {steps: 20000, batch_size: 64, seq_len: 256, lr: 6.0e-4}
+    share: {method: residual, group_size: 4, rank: 64}
+
+``--set train.lr=3e-4`` overrides one key; values are parsed with ``yaml.safe_load`` so
+``--set share.diag=false`` is a bool and ``--set data.train=[a.de,a.en]`` a list. Every
+unknown key is an error that names it: a typo in a config must not silently train the
+default model for hours. The schema is the dataclasses below; each field's ``help`` is
+what ``layershare train --help-config`` prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import LayershareError
+
+SHARE_METHODS = ("dense", "residual", "lowrank", "tied")
+SCHEDULES = ("cosine", "inverse-sqrt", "constant")
+TASKS = {"brown": "lm", "text": "lm", "libreoffice-de-en": "translation",
+         "parallel": "translation", "wordnet-supersense": "classification",
+         "classes": "classification"}
+
+
+def _f(default, help: str):
+    """A dataclass field with help text (lists get a factory, as dataclasses require)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class DataConfig:
+    name: str = _f("brown", "recipe: brown | libreoffice-de-en | wordnet-supersense | text | "
+                            "parallel | classes (your own label<TAB>text files)")
+    dir: str | None = _f(None, "where recipes are prepared (default $LAYERSHARE_DATA or ./data)")
+    train: Any = _f(None, "own files only: train split (a path; for parallel [src, tgt] "
+                          "or {src:, tgt:})")
+    valid: Any = _f(None, "own files only: valid split, as train")
+    test: Any = _f(None, "own files only: test split, as train")
+    tokenizer: str | None = _f(None, "an existing tokenizer.json; default: train a byte-level "
+                                     "BPE of model.vocab_size tokens on the training split")
+
+
+@dataclass
+class ModelConfig:
+    layers: int = _f(4, "layers of the stack (for translation: of encoder and of decoder)")
+    encoder_layers: int | None = _f(None, "translation: encoder layers (default: layers)")
+    decoder_layers: int | None = _f(None, "translation: decoder layers (default: layers)")
+    d_model: int = _f(128, "width of the residual stream")
+    heads: int = _f(4, "attention heads")
+    ffn: int | None = _f(None, "hidden width of the feed-forward (default 4 * d_model)")
+    dropout: float = _f(0.1, "dropout probability")
+    pos: str = _f("learned", "positions: learned | rope")
+    vocab_size: int = _f(8000, "tokenizer vocabulary size (BPE trained on the train split)")
+    pool: str = _f("mean", "classification: mean | first")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = _f(1000, "optimizer steps")
+    batch_size: int = _f(32, "GLOBAL batch in sequences per step (split across DDP ranks "
+                             "and accumulation micro-batches)")
+    grad_accum: int = _f(1, "micro-batches per step on each rank")
+    seq_len: int = _f(128, "LM: tokens per sequence; translation/classification: longest "
+                           "sequence kept (longer ones are cut)")
+    lr: float = _f(1e-3, "peak learning rate")
+    min_lr: float = _f(0.0, "cosine: final learning rate")
+    warmup: int = _f(100, "linear warm-up steps")
+    schedule: str = _f("cosine", "cosine | inverse-sqrt | constant (after warm-up)")
+    weight_decay: float = _f(0.1, "AdamW weight decay (matrices only, not biases/norms)")
+    beta1: float = _f(0.9, "AdamW beta1")
+    beta2: float = _f(0.95, "AdamW beta2")
+    grad_clip: float = _f(1.0, "clip the global gradient norm to this (0 = off)")
+    label_smoothing: float = _f(0.0, "translation: label smoothing")
+    eval_every: int = _f(200, "steps between validation runs")
+    eval_batches: int = _f(0, "validation batches per run (0 = the whole valid split)")
+    save_every: int = _f(200, "steps between 'last' checkpoints (resume points)")
+    log_every: int = _f(10, "steps between metrics.jsonl lines")
+    seed: int = _f(0, "seed of initialisation, dropout and data order")
+    device: str = _f("auto", "auto | cpu | cuda")
+    precision: str = _f("auto", "auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16")
+
+
+@dataclass
+class ShareSection:
+    method: str = _f("dense", "dense | residual (ResidualTransformer) | lowrank (LightFormer) "
+                              "| tied (ALBERT)")
+    group_size: int = _f(2, "layers per sharing group")
+    rank: int = _f(64, "rank of the low-rank factors")
+    strategy: Any = _f("sequence", "sequence | cycle | cycle-rev | sandwich | list of group ids")
+    init: str = _f("scratch", "shared weights from the dense ones: scratch | mean | first | "
+                              "stepwise (at transfer_at_step > 0 mean is the usual choice)")
+    diag: bool | None = _f(None, "per-layer diagonal (default: on for residual, off otherwise)")
+    matrices: list = _f(["q", "k", "v", "o", "ffn_in", "ffn_out"], "matrices to share")
+    transfer_at_step: int = _f(0, "0: share from step 0. N > 0: train dense for N steps, then "
+                                  "convert the trained weights (SVD transfer for lowrank = "
+                                  "LightFormer) and fine-tune for the remaining steps")
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = _f(32, "sequences per evaluation batch")
+    beam_size: int = _f(4, "translation: beam size for test BLEU (1 = greedy)")
+    max_len: int = _f(0, "translation: longest output (0 = 2 * source length + 10)")
+    test_limit: int = _f(0, "translation: translate only the first N test pairs (0 = all; "
+                            "results.json says when it is set)")
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    share: ShareSection = field(default_factory=ShareSection)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @property
+    def task(self) -> str:
+        return TASKS[self.data.name]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _from_dict(cls, values: dict, where: str):
+    if not isinstance(values, dict):
+        raise LayershareError(f"{where or 'config'}: expected a mapping, got {values!r}")
+    known = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        name = f"{where}.{key}" if where else str(key)
+        if key not in known:
+            raise LayershareError(f"unknown config key {name!r}; known in "
+                                  f"{where or 'the top level'}: {', '.join(known)}")
+        sub = known[key].default_factory if known[key].default is MISSING else None
+        if sub is not None and is_dataclass(sub):
+            kwargs[key] = _from_dict(sub, value or {}, name)
+        else:
+            kwargs[key] = _coerce(known[key].type, value, name)
+    return cls(**kwargs)
+
+
+def _coerce(annotation: str, value, name: str):
+    """YAML 1.1 reads ``3e-4`` (no dot) as a string; a float field takes it as a number."""
+    if annotation == "float" and not isinstance(value, bool):
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise LayershareError(f"{name} must be a number, got {value!r}") from None
+    return value
+
+
+def set_dotted(tree: dict, assignment: str) -> None:
+    """Apply ``a.b.c=value`` to a nested dict (value parsed by ``yaml.safe_load``)."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key.strip():
+        raise LayershareError(f"--set expects key=value, got {assignment!r}")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise LayershareError(f"--set {key}: cannot parse {text!r} ({exc})") from None
+    parts = key.strip().split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise LayershareError(f"--set {key}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def check(cfg: RunConfig) -> RunConfig:
+    """Values the dataclasses cannot check by type; a clear error beats a late crash."""
+    if cfg.data.name not in TASKS:
+        raise LayershareError(f"unknown data.name {cfg.data.name!r}; choose one of "
+                              f"{', '.join(TASKS)}")
+    if cfg.share.method not in SHARE_METHODS:
+        raise LayershareError(f"unknown share.method {cfg.share.method!r}; choose one of "
+                              f"{', '.join(SHARE_METHODS)}")
+    if cfg.train.schedule not in SCHEDULES:
+        raise LayershareError(f"unknown train.schedule {cfg.train.schedule!r}; choose one of "
+                              f"{', '.join(SCHEDULES)}")
+    for section, names in (("train", ("steps", "batch_size", "grad_accum", "seq_len",
+                                      "eval_every", "save_every", "log_every")),
+                           ("model", ("layers", "d_model", "heads", "vocab_size")),
+                           ("share", ("group_size", "rank")),
+                           ("eval", ("batch_size", "beam_size"))):
+        for name in names:
+            value = getattr(getattr(cfg, section), name)
+            if type(value) is not int or value < 1:
+                raise LayershareError(f"{section}.{name} must be an integer >= 1, got {value!r}")
+    t = cfg.train
+    if not (isinstance(t.lr, (int, float)) and t.lr > 0):
+        raise LayershareError(f"train.lr must be a positive number, got {t.lr!r}")
+    if t.warmup < 0 or cfg.share.transfer_at_step < 0:
+        raise LayershareError("train.warmup and share.transfer_at_step must be >= 0")
+    if cfg.share.transfer_at_step >= t.steps:
+        raise LayershareError(f"share.transfer_at_step ({cfg.share.transfer_at_step}) must be "
+                              f"below train.steps ({t.steps})")
+    if cfg.share.transfer_at_step and cfg.share.method == "dense":
+        raise LayershareError("share.transfer_at_step needs share.method other than dense")
+    if t.precision not in ("auto", "fp32", "bf16") or t.device not in ("auto", "cpu", "cuda"):
+        raise LayershareError("train.precision: auto|fp32|bf16; train.device: auto|cpu|cuda")
+    own = cfg.data.name in ("text", "parallel", "classes")
+    given = [s for s in ("train", "valid", "test") if getattr(cfg.data, s) is not None]
+    if own and len(given) != 3:
+        raise LayershareError(f"data.name={cfg.data.name} needs data.train, data.valid and "
+                              "data.test (your own files)")
+    if not own and given:
+        raise LayershareError(f"data.{given[0]} is only for your own files (data.name text, "
+                              f"parallel or classes), not the {cfg.data.name} recipe")
+    return cfg
+
+
+def load_config(path: str | Path | None, overrides: list[str] = (),
+                base_dir: Path | None = None) -> RunConfig:
+    """A checked :class:`RunConfig` from a YAML file (or defaults) plus ``--set`` overrides.
+
+    Relative ``data.*`` paths of own files are taken from the YAML file's folder, so a
+    config and its data can move together.
+    """
+    tree: dict = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise LayershareError(f"cannot read config {path}: {exc}") from None
+        except yaml.YAMLError as exc:
+            raise LayershareError(f"{path}: not valid YAML ({exc})") from None
+        base_dir = base_dir or path.parent
+    for assignment in overrides:
+        set_dotted(tree, assignment)
+    cfg = check(_from_dict(RunConfig, tree, ""))
+    if base_dir is not None:
+        for split in ("train", "valid", "test"):
+            setattr(cfg.data, split, _rebase(getattr(cfg.data, split), Path(base_dir)))
+    return cfg
+
+
+def _rebase(value, base: Path):
+    if isinstance(value, str):
+        return value if Path(value).expanduser().is_absolute() else str(base / value)
+    if isinstance(value, list):
+        return [_rebase(v, base) for v in value]
+    if isinstance(value, dict):
+        return {k: _rebase(v, base) for k, v in value.items()}
+    return value
+
+
+def config_from_dict(tree: dict) -> RunConfig:
+    """The inverse of ``RunConfig.to_dict`` (for a run directory's saved config)."""
+    return check(_from_dict(RunConfig, tree, ""))
+
+
+def describe(cls=RunConfig, prefix: str = "") -> list[str]:
+    """``key  default  help`` lines for every field (``--help-config``)."""
+    lines = []
+    for f in fields(cls):
+        sub = f.default_factory if f.default is MISSING else None
+        if sub is not None and is_dataclass(sub):
+            lines += describe(sub, f"{prefix}{f.name}.")
+        else:
+            default = f.default if f.default is not MISSING else f.default_factory()
+            lines.append(f"{prefix + f.name:28s} {default!r:12s} {f.metadata.get('help', '')}")
+    return lines

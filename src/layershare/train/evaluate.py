@@ -1,0 +1,95 @@
+"""Test-time figures: perplexity, sacreBLEU, accuracy; and the decoding the CLI uses.
+
+* LM: token-level perplexity over the whole split (every token predicted exactly once, see
+  ``LMTask.eval_batches``), ``exp(total NLL / tokens)``;
+* translation: beam-search output detokenized by the tokenizer, scored by sacreBLEU's
+  ``corpus_bleu`` against the raw references (the standard 13a tokenization, so figures
+  are comparable with published ones on the same data); ``OUT/SPLIT.hyp`` and
+  ``OUT/SPLIT.ref`` hold one sentence a line, beside the score;
+* classification: accuracy (and loss).
+
+Tokenizer ids count as BPE tokens, not words: perplexities of runs with different
+tokenizers are not comparable.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from ..data import EOS_ID, PAD_ID
+from .tasks import Task, pad
+
+
+def strip_ids(row: list[int]) -> list[int]:
+    """Ids up to the first eos, without pad."""
+    out = []
+    for t in row:
+        if t == EOS_ID:
+            break
+        if t != PAD_ID:
+            out.append(t)
+    return out
+
+
+@torch.no_grad()
+def translate_lines(model, tok, lines: list[str], device, beam_size: int = 4,
+                    max_len: int = 0, batch_size: int = 32, max_src: int = 0,
+                    autocast=nullcontext) -> list[str]:
+    """Detokenized translations of ``lines``, batched by source length (faster: less
+    padding) and returned in input order."""
+    model.eval()
+    ids = [e.ids for e in tok.encode_batch(list(lines))]
+    if max_src:
+        ids = [row[:max_src - 1] for row in ids]
+    ids = [row + [EOS_ID] for row in ids]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    out: list[str] = [""] * len(ids)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        src = pad([ids[i] for i in chunk]).to(device)
+        with autocast():
+            hyp = model.translate(src, beam_size=beam_size, max_len=max_len or None)
+        texts = tok.decode_batch([strip_ids(r) for r in hyp.tolist()], skip_special_tokens=True)
+        for i, text in zip(chunk, texts):
+            out[i] = text.strip()
+    return out
+
+
+def bleu(hyps: list[str], refs: list[str]) -> float:
+    import sacrebleu
+    return float(sacrebleu.corpus_bleu(hyps, [refs]).score)
+
+
+def split_metrics(task: Task, model, split: str, device, out: Path | None = None,
+                  autocast=nullcontext, raw_rows: list | None = None) -> dict:
+    """``{split}_loss`` and ``{split}_ppl`` | ``{split}_bleu`` | ``{split}_acc`` over a split.
+
+    For translation ``raw_rows`` are the split's (source, reference) strings (references
+    are scored untokenized); hypotheses and references go to ``out/SPLIT.hyp|ref``.
+    """
+    cfg = task.cfg
+    figures = task.evaluate(model, split, device, autocast)
+    result = {f"{split}_loss": figures["loss"]}
+    if task.kind == "classification":
+        result[f"{split}_acc"] = figures["acc"]
+        return result
+    result[f"{split}_ppl"] = figures["ppl"]
+    if task.kind == "lm":
+        result[f"{split}_tokens"] = figures["targets"]
+        return result
+    rows = raw_rows if raw_rows is not None else task.raw[split]
+    if cfg.eval.test_limit:
+        rows = rows[:cfg.eval.test_limit]
+        result[f"{split}_bleu_pairs_limited_to"] = cfg.eval.test_limit
+    hyps = translate_lines(model, task.tok, [s for s, _ in rows], device, cfg.eval.beam_size,
+                           cfg.eval.max_len, cfg.eval.batch_size, cfg.train.seq_len, autocast)
+    refs = [t for _, t in rows]
+    if out is not None:
+        (Path(out) / f"{split}.hyp").write_text("".join(h.replace("\n", " ") + "\n" for h in hyps))
+        (Path(out) / f"{split}.ref").write_text("".join(r.replace("\n", " ") + "\n" for r in refs))
+    result[f"{split}_bleu"] = bleu(hyps, refs)
+    result[f"{split}_pairs"] = len(rows)
+    return result

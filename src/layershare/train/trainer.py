@@ -1,0 +1,307 @@
+"""The training loop: one file, read top to bottom (nanoGPT's train.py, made resumable).
+
+Per optimizer step: learning rate from the schedule (a function of the step), ``grad_accum``
+micro-batches per rank (DDP syncs gradients on the last one only), gradient clipping,
+AdamW. Every ``eval_every`` steps rank 0 measures the valid split and keeps the best model;
+every ``save_every`` steps all ranks take part in writing the ``last`` checkpoint.
+
+Determinism: the samples of step ``s`` depend only on (seed, s) and the global batch, the
+optimizer and RNG states are checkpointed, and the learning rate is recomputed from ``s``;
+so killing a run and re-running the same command gives the weights of an unbroken run.
+Under DDP each rank takes a contiguous slice of the step's global batch; the mean of the
+ranks' mean losses equals the single-process mean when every micro-batch has the same
+number of target tokens (always for LM windows; for padded batches it is a weighting
+difference, as in fairseq's and most trainers' default).
+
+Sharing: ``share.transfer_at_step = 0`` converts the freshly initialised model before the
+first step (ResidualTransformer, ALBERT, low-rank from scratch). ``N > 0`` trains the dense
+model for N steps, then converts the *trained* weights -- for ``lowrank`` the SVD weight
+transfer of LightFormer -- builds a new optimizer and fine-tunes; the best checkpoint is
+then chosen among the converted model's evaluations only.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from .. import count, save
+from ..errors import LayershareError
+from . import distributed
+from .config import RunConfig, config_from_dict
+from .datasets import TOKENIZER, build_task
+from .evaluate import split_metrics
+from .optim import autocast_for, make_optimizer, pick_device, share
+from .report import MetricsLog, peak_memory, plot_losses, write_results
+from .schedule import lr_at
+from .state import (
+    load_model,
+    load_training_state,
+    read_info,
+    recover,
+    save_checkpoint,
+    set_rng_state,
+)
+from .tasks import Order, to_device
+
+CONFIG = "config.yaml"
+RESTARTABLE = {"train": ("steps", "eval_every", "save_every", "log_every", "eval_batches"),
+               "eval": ("batch_size", "beam_size", "max_len", "test_limit")}
+
+
+class LossModule(nn.Module):
+    """``forward(batch) -> loss``, so DDP sees the forward call it needs to sync gradients."""
+
+    def __init__(self, model: nn.Module, task):
+        super().__init__()
+        self.model, self.task = model, task
+
+    def forward(self, batch: dict):
+        return self.task.loss(self.model, batch)
+
+
+def _same_run(saved: dict, cfg: RunConfig) -> bool:
+    a, b = dict(saved), cfg.to_dict()
+    for section, keys in RESTARTABLE.items():
+        a[section] = {k: v for k, v in a[section].items() if k not in keys}
+        b[section] = {k: v for k, v in b[section].items() if k not in keys}
+    return a == b
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, out, progress: bool = True):
+        self.cfg, self.out, self.progress = cfg, Path(out), progress
+        self.device = pick_device(cfg)
+        self.d = distributed.init(self.device.type)
+        if self.d.active and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.d.local_rank)
+        self.autocast = autocast_for(cfg, self.device)
+
+    def say(self, text: str) -> None:
+        if self.d.main and self.progress:
+            tqdm.write(text)
+
+    # -- setup ---------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Rank 0 prepares data, tokenizer and OUT (others wait, then read what it wrote)."""
+        t = self.cfg.train
+        if t.batch_size % (self.d.world * t.grad_accum):
+            raise LayershareError(f"train.batch_size ({t.batch_size}) must be divisible by "
+                                  f"processes x grad_accum ({self.d.world} x {t.grad_accum})")
+        self.micro = t.batch_size // (self.d.world * t.grad_accum)
+        error = None
+        if self.d.main:
+            try:
+                self.info = self._check_out()
+                self.task = build_task(self.cfg, self.out, self.progress)
+            except LayershareError as exc:
+                error = exc
+        if distributed.broadcast_flag(self.d, error is not None):
+            raise error or LayershareError("rank 0 could not set up the run (see its error)")
+        if not self.d.main:
+            self.info = read_info(self.out)
+            self.task = build_task(self.cfg, self.out, False, setup=False)
+        self.order = Order(self.task.size("train"), self.cfg.train.seed)
+
+    def _check_out(self) -> dict | None:
+        recover(self.out)
+        info = read_info(self.out)
+        path = self.out / CONFIG
+        if info is not None:
+            saved = config_from_dict(yaml.safe_load(path.read_text())).to_dict()
+            if not _same_run(saved, self.cfg):
+                raise LayershareError(f"{self.out} holds a run with a different config ({path}); "
+                                      "use the same config to resume, or another --out")
+        else:  # a fresh start: nothing of an earlier attempt may leak in
+            shutil.rmtree(self.out / "checkpoints", ignore_errors=True)
+            for name in (TOKENIZER, "labels.json", "results.json"):
+                (self.out / name).unlink(missing_ok=True)
+        self.out.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        return info
+
+    def build(self) -> None:
+        """Model + optimizer, fresh or from ``checkpoints/last``."""
+        cfg, info = self.cfg, self.info
+        torch.manual_seed(cfg.train.seed)
+        if info is None:
+            model = self.task.build_model()
+            if cfg.share.method != "dense" and cfg.share.transfer_at_step == 0:
+                share(model, cfg)
+            self.step, self.best, self.history = 0, None, []
+            self.tokens, self.train_time = 0, 0.0
+        else:
+            model = load_model(self.out, "last")
+            self.step, self.best, self.history = info["step"], info["best"], info["history"]
+            self.tokens, self.train_time = info["tokens"], info["train_time"]
+            self.say(f"resuming from step {self.step} ({self.out / 'checkpoints' / 'last'})")
+        self.model = model.to(self.device).train()
+        self._wrap()
+        if info is None:
+            torch.manual_seed(cfg.train.seed + 1 + self.d.rank)  # dropout differs per rank
+        else:
+            state = load_training_state(self.out, self.device, self.d.rank)
+            self.optimizer.load_state_dict(state["optimizer"])
+            set_rng_state(state["rng"])
+
+    def _wrap(self) -> None:
+        self.optimizer = make_optimizer(self.model, self.cfg, self.device)
+        self.engine = LossModule(self.model, self.task)
+        if self.d.active:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.engine = DistributedDataParallel(self.engine, device_ids=ids)
+
+    @property
+    def converted(self) -> bool:
+        return getattr(self.model, "layershare_config", None) is not None
+
+    def transfer(self, log: MetricsLog) -> None:
+        """Convert the trained dense model (LightFormer's SVD transfer for lowrank)."""
+        before = count(self.model).unique_params
+        share(self.model, self.cfg)
+        self.model.to(self.device)
+        self._wrap()
+        self.best, after = None, count(self.model).unique_params
+        log.log(self.step, "transfer", params_before=before, params_after=after)
+        self.say(f"step {self.step}: converted to {self.cfg.share.method} sharing "
+                 f"({before:,} -> {after:,} parameters); fine-tuning")
+
+    # -- the loop ------------------------------------------------------------------------
+    def micro_batch(self, step: int, m: int) -> dict:
+        """Rank r's micro-batch m of ``step``: a contiguous slice of the step's global batch."""
+        t = self.cfg.train
+        start = step * t.batch_size + (self.d.rank * t.grad_accum + m) * self.micro
+        return self.task.batch("train", [self.order(start + j) for j in range(self.micro)])
+
+    def train_step(self) -> tuple[float, int]:
+        t = self.cfg.train
+        lr = lr_at(self.step, t.lr, t.warmup, t.steps, t.schedule, t.min_lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        total, tokens = 0.0, 0
+        for m in range(t.grad_accum):
+            batch = to_device(self.micro_batch(self.step, m), self.device)
+            last = m == t.grad_accum - 1
+            sync = nullcontext() if last or not self.d.active else self.engine.no_sync()
+            with sync:
+                with self.autocast():
+                    loss = self.engine(batch) / t.grad_accum
+                loss.backward()
+            total += float(loss.detach())
+            tokens += batch["tokens"]
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total, tokens * self.d.world
+
+    def evaluate(self, log: MetricsLog) -> None:
+        """Rank 0: valid figures; a better one becomes ``checkpoints/best``."""
+        if not self.d.main:
+            return
+        cls = self.task.kind == "classification"
+        fig = self.task.evaluate(self.model, "valid", self.device, self.autocast,
+                                 self.cfg.train.eval_batches)
+        value = fig["acc"] if cls else fig["loss"]
+        log.log(self.step, "valid", **{k: v for k, v in fig.items() if k != "targets"})
+        self.history.append([self.step, value])
+        if self.best is None or (value > self.best["value"] if cls else value < self.best["value"]):
+            self.best = {"step": self.step, "value": value, "metric": "acc" if cls else "loss"}
+            save_checkpoint(self.out, "best", self.model, self.best, self.d)
+        self.say(f"step {self.step}: valid " + ", ".join(f"{k} {v:.4g}" for k, v in fig.items()
+                                                         if k != "targets"))
+
+    def checkpoint(self) -> None:
+        info = {"step": self.step, "best": self.best, "history": self.history,
+                "tokens": self.tokens, "train_time": self.train_time, "converted": self.converted}
+        save_checkpoint(self.out, "last", self.model, info, self.d, self.optimizer)
+
+    def fit(self) -> None:
+        t, s = self.cfg.train, self.cfg.share
+        log = MetricsLog(self.out, self.step, enabled=self.d.main)
+        if self.step >= t.steps:
+            self.say(f"already trained to step {self.step}; evaluating")
+        bar = tqdm(total=t.steps, initial=self.step, disable=not (self.progress and self.d.main),
+                   dynamic_ncols=True, desc=self.out.name)
+        try:
+            while self.step < t.steps:
+                if s.transfer_at_step and self.step == s.transfer_at_step and not self.converted:
+                    self.transfer(log)
+                start = time.perf_counter()
+                loss, tokens = self.train_step()
+                if not math.isfinite(loss):
+                    raise LayershareError(f"loss is {loss} at step {self.step}; lower train.lr")
+                self.step += 1
+                if self.device.type == "cuda" and self.step % t.log_every == 0:
+                    torch.cuda.synchronize()
+                self.train_time += time.perf_counter() - start
+                self.tokens += tokens
+                speed = self.tokens / max(self.train_time, 1e-9)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{speed:,.0f}")
+                if self.step % t.log_every == 0 or self.step == t.steps:
+                    log.log(self.step, "train", loss=loss, lr=self.optimizer.param_groups[0]["lr"],
+                            tokens_per_s=speed)
+                if self.step % t.eval_every == 0 or self.step == t.steps:
+                    self.evaluate(log)
+                if self.step % t.save_every == 0 or self.step == t.steps:
+                    self.checkpoint()
+        finally:
+            bar.close()
+            log.close()
+
+    # -- the end -------------------------------------------------------------------------
+    def finish(self) -> dict:
+        """Rank 0: test figures of the best model, ``OUT/model``, results.json, the plot."""
+        if not self.d.main:
+            return {}
+        model = self.model
+        if read_info(self.out, "best") is not None:
+            model = load_model(self.out, "best").to(self.device)
+        test = split_metrics(self.task, model, "test", self.device, self.out, self.autocast)
+        save(model, self.out / "model", extra_files={TOKENIZER: self.out / TOKENIZER})
+        counts = count(model).to_dict()
+        mem, mem_kind = peak_memory(self.device)
+        history = self.history
+        results = {
+            "task": self.task.kind, "data": self.cfg.data.name, "method": self.cfg.share.method,
+            "params": sum(p.numel() for p in model.parameters()), **counts,
+            "steps": self.step, "transfer_at_step": self.cfg.share.transfer_at_step,
+            "train_tokens": self.tokens, "train_time_s": self.train_time,
+            "train_tokens_per_s": self.tokens / max(self.train_time, 1e-9),
+            "peak_mem_bytes": mem, "peak_mem_kind": mem_kind, "device": str(self.device),
+            "world_size": self.d.world, "best_valid": self.best,
+            "still_improving": bool(history) and self.best is not None
+            and self.best["step"] == history[-1][0] and len(history) > 1,
+            "test_model": "best" if model is not self.model else "last", **test}
+        write_results(self.out, results)
+        plot_losses(self.out)
+        self.say(summary(results))
+        return results
+
+
+def summary(r: dict) -> str:
+    score = next((f"{k} {r[k]:.4g}" for k in ("test_ppl", "test_bleu", "test_acc") if k in r), "")
+    return (f"{r['method']}: {r['unique_params']:,} params ({r['layer_params']:,} in layers, "
+            f"{r['compression']:.2f}x), {score}, {r['train_tokens_per_s']:,.0f} tokens/s")
+
+
+def train(cfg: RunConfig, out, progress: bool = True) -> dict:
+    """Train (or resume) ``cfg`` into ``out``; returns results (empty on ranks other than 0)."""
+    trainer = Trainer(cfg, out, progress)
+    try:
+        trainer.setup()
+        trainer.build()
+        trainer.fit()
+        return trainer.finish()
+    finally:
+        distributed.shutdown(trainer.d)

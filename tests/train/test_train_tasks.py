@@ -1,0 +1,98 @@
+"""Translation (BLEU plumbing on a copy task), classification accuracy, LightFormer's two stages."""
+
+import io
+import json
+
+import pytest
+import torch
+from conftest import tiny, weights
+
+import layershare
+from layershare.checkpoint import read_meta
+from layershare.cli_train import main
+from layershare.train import load_config, train
+from layershare.train import trainer as trainer_mod
+from layershare.train.evaluate import bleu
+from layershare.train.report import read_metrics
+
+
+def test_translation_copy_task_bleu(tmp_path, copy_data, monkeypatch, capsys):
+    out = tmp_path / "mt"
+    sets = tiny(copy_data, "parallel", model={"layers": 2, "d_model": 64, "heads": 4},
+                train={"steps": 150, "batch_size": 32, "lr": 3e-3, "warmup": 10,
+                       "schedule": "inverse-sqrt", "eval_every": 50, "save_every": 50},
+                eval={"beam_size": 2})
+    results = train(load_config(None, sets), out, progress=False)
+    hyps = (out / "test.hyp").read_text().splitlines()
+    refs = (out / "test.ref").read_text().splitlines()
+    assert len(hyps) == len(refs) == results["test_pairs"] == 40
+    assert results["test_bleu"] == pytest.approx(bleu(hyps, refs))
+    assert results["test_bleu"] > 50, results["test_bleu"]  # copying is learnt quickly
+    assert refs[0] == (tmp_path / "copy" / "test.tgt").read_text().splitlines()[0]
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("the cat dog\nsat on\n"))
+    assert main(["translate", str(out), "--beam", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].split()[0] == "the"
+
+
+def test_classification_accuracy(tmp_path, class_data, capsys):
+    out = tmp_path / "cls"
+    sets = tiny(class_data, "classes", share={"method": "tied", "group_size": 2},
+                train={"steps": 80, "batch_size": 16, "eval_every": 40, "save_every": 40})
+    results = train(load_config(None, sets), out, progress=False)
+    assert json.loads((out / "labels.json").read_text()) == ["BLUE", "GREEN", "RED"]
+    assert results["test_acc"] > 0.9, results["test_acc"]
+    assert results["best_valid"]["metric"] == "acc"
+    assert main(["eval", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["test_acc"] == pytest.approx(results["test_acc"])
+    assert layershare.load(out / "model").layershare_config.method == "tied"
+
+
+def test_lightformer_converts_at_transfer_step(tmp_path, text_data):
+    out = tmp_path / "lf"
+    sets = tiny(text_data, "text", share={"method": "lowrank", "rank": 8, "group_size": 2,
+                                          "transfer_at_step": 10},
+                train={"steps": 20, "eval_every": 5, "save_every": 5})
+    results = train(load_config(None, sets), out, progress=False)
+    rows = read_metrics(out / "metrics.jsonl")
+    transfer = [r for r in rows if r["split"] == "transfer"]
+    assert [r["step"] for r in transfer] == [10]
+    assert transfer[0]["params_after"] < transfer[0]["params_before"]
+    assert read_meta(out / "model")["config"]["method"] == "lowrank"
+    assert results["best_valid"]["step"] > 10  # chosen among the converted model's evaluations
+    assert results["compression"] > 1 and results["transfer_at_step"] == 10
+    # the final "last" checkpoint holds the converted model
+    assert json.loads((out / "checkpoints" / "last" / "info.json").read_text())["converted"]
+
+
+def test_lightformer_resume_across_the_transfer(tmp_path, text_data):
+    """Stop at the transfer step (its checkpoint is still dense), resume: same as unbroken."""
+    sets = tiny(text_data, "text", share={"method": "lowrank", "rank": 8, "transfer_at_step": 10},
+                train={"steps": 20, "save_every": 5, "eval_every": 5})
+    train(load_config(None, sets), tmp_path / "whole", progress=False)
+    # a crash right after the checkpoint of step 10 (written before the conversion)
+
+    class Stop(Exception):
+        pass
+
+    original = trainer_mod.Trainer.checkpoint
+
+    def checkpoint_then_stop(self):
+        original(self)
+        if self.step == 10:
+            raise Stop
+
+    trainer_mod.Trainer.checkpoint = checkpoint_then_stop
+    try:
+        with pytest.raises(Stop):
+            train(load_config(None, sets), tmp_path / "broken", progress=False)
+    finally:
+        trainer_mod.Trainer.checkpoint = original
+    info = json.loads((tmp_path / "broken" / "checkpoints" / "last" / "info.json").read_text())
+    assert info["step"] == 10 and not info["converted"]
+    train(load_config(None, sets), tmp_path / "broken", progress=False)
+    a = weights(tmp_path / "whole" / "checkpoints" / "last" / "model")
+    b = weights(tmp_path / "broken" / "checkpoints" / "last" / "model")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6)
