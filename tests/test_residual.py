@@ -102,3 +102,13 @@ def test_compiles_without_graph_breaks_in_eval_and_train():
         with torch.no_grad():
             explanation = torch._dynamo.explain(layer)(x)
         assert explanation.graph_break_count == 0, explanation.break_reasons
+
+
+def test_rank_zero_is_shared_plus_diagonal():
+    weights = [torch.randn(6, 6) for _ in range(2)]
+    shared = nn.Parameter(torch.stack(weights).mean(0))
+    layers = [ResidualLinear(shared, rank=0).fit(w) for w in weights]
+    for layer, w in zip(layers, weights):
+        expected = shared.detach() + torch.diag(torch.diagonal(w - shared.detach()))
+        torch.testing.assert_close(layer.merged_weight(), expected)
+        assert layer.lora_a.numel() == 0

@@ -21,7 +21,8 @@ class ShareConfig:
                                           "(LightFormer / Basis Sharing) or tied (ALBERT-style)"})
     group_size: int = field(default=2, metadata={"help": "K: layers per sharing group"})
     rank: int = field(default=64, metadata={"help": "r of the low-rank factors, capped at "
-                                                    "min(m, n) per matrix; unused by tied"})
+                                                    "min(m, n) per matrix; unused by tied; "
+                                                    "residual rank 0 = shared + diagonal only"})
     strategy: str | list[int] = field(default="sequence", metadata={
         "help": "sequence | cycle | cycle-rev | sandwich, or a list of group ids per layer"})
     init: str = field(default="mean", metadata={
@@ -42,8 +43,9 @@ class ShareConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise LayershareError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if not isinstance(self.rank, int) or self.rank < 1:
-            raise LayershareError(f"rank must be an integer >= 1, got {self.rank!r}")
+        least = 0 if self.method == "residual" else 1  # residual rank 0: shared + diagonal
+        if not isinstance(self.rank, int) or isinstance(self.rank, bool) or self.rank < least:
+            raise LayershareError(f"rank must be an integer >= {least}, got {self.rank!r}")
         if self.init not in INITS:
             raise LayershareError(f"unknown init {self.init!r}; choose one of {', '.join(INITS)}")
         unknown = set(self.matrices) - set(KINDS) if self.stack is None else set()

@@ -46,7 +46,8 @@ class ResidualLinear(nn.Module):
         self.shared = shared
         # From scratch (LoRA's choice): A random, B = 0, so the layer starts equal to S.
         self.lora_a = nn.Parameter(torch.empty(out_features, rank, **kw))
-        nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
+        if rank > 0:  # rank 0 (no low-rank term) is the shared + diagonal ablation
+            nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
         self.lora_b = nn.Parameter(torch.zeros(rank, in_features, **kw))
         self.diag = nn.Parameter(torch.zeros(min(out_features, in_features), **kw)) if diag else None
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
@@ -60,11 +61,13 @@ class ResidualLinear(nn.Module):
         At full rank (r = min(m, n)) the merged weight equals ``weight`` up to round-off.
         """
         delta = weight.to(self.shared) - self.shared
-        a, b = truncated_svd(delta, self.rank)
-        self.lora_a.copy_(a)
-        self.lora_b.copy_(b)
+        if self.rank > 0:
+            a, b = truncated_svd(delta, self.rank)
+            self.lora_a.copy_(a)
+            self.lora_b.copy_(b)
+            delta = delta - a @ b
         if self.diag is not None:
-            self.diag.copy_(torch.diagonal(delta - a @ b))
+            self.diag.copy_(torch.diagonal(delta))
         return self
 
     def merged_weight(self) -> Tensor:

@@ -26,6 +26,8 @@ def truncated_svd(W: Tensor, rank: int) -> tuple[Tensor, Tensor]:
     the projection of ``W`` onto its top-r singular subspace, so full rank reproduces ``W``.
     Directions with a (numerically) zero singular value get zero factors.
     """
+    if rank < 1:
+        raise ValueError(f"truncated_svd needs rank >= 1, got {rank}")
     W64 = W.detach().double()
     wide = W64.shape[0] < W64.shape[1]
     G = W64 @ W64.T if wide else W64.T @ W64
