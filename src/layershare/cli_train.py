@@ -131,6 +131,9 @@ def cmd_generate(args) -> None:
     cfg, model, device, autocast, _ = run_dir(args.dir)
     if cfg.task != "lm":
         raise LayershareError(f"{args.dir} is a {cfg.task} run, not a language model")
+    if not hasattr(model, "generate") or not hasattr(model.config, "max_len"):
+        raise LayershareError(f"{args.dir}: generate supports the reference DecoderLM "
+                              "(model.arch=reference); use transformers' generate for gpt2")
     tok = _tokenizer(args.dir)
     ids = tok.encode(args.prompt).ids or [EOS_ID]  # an empty prompt starts a new sentence
     limit = model.config.max_len if model.config.pos == "learned" else None

@@ -6,6 +6,8 @@ One YAML file describes a whole run (data, model, training, sharing, evaluation)
     model: {layers: 12, d_model: 512, heads: 8}
     train: {steps: 20000, batch_size: 64, seq_len: 256, lr: 6.0e-4}
     share: {method: residual, group_size: 4, rank: 64}
+    dlt: {steps_per_action: 4}      # only with share.method: dlt
+
 
 ``--set train.lr=3e-4`` overrides one key; values are parsed with ``yaml.safe_load`` so
 ``--set share.diag=false`` is a bool and ``--set data.train=[a.de,a.en]`` a list. Every
@@ -22,9 +24,11 @@ from typing import Any
 
 import yaml
 
+from ..dlt.config import DLTConfig
 from ..errors import LayershareError
 
-SHARE_METHODS = ("dense", "residual", "lowrank", "tied")
+SHARE_METHODS = ("dense", "residual", "lowrank", "tied", "dlt")
+ARCHS = ("reference", "gpt2")
 SCHEDULES = ("cosine", "inverse-sqrt", "constant")
 TASKS = {"brown": "lm", "text": "lm", "libreoffice-de-en": "translation",
          "parallel": "translation", "wordnet-supersense": "classification",
@@ -53,6 +57,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    arch: str = _f("reference", "reference (layershare's own models) | gpt2 (LM only: a "
+                                "transformers GPT2LMHeadModel of these sizes, from scratch)")
     layers: int = _f(4, "layers of the stack (for translation: of encoder and of decoder)")
     encoder_layers: int | None = _f(None, "translation: encoder layers (default: layers)")
     decoder_layers: int | None = _f(None, "translation: decoder layers (default: layers)")
@@ -94,7 +100,8 @@ class TrainConfig:
 @dataclass
 class ShareSection:
     method: str = _f("dense", "dense | residual (ResidualTransformer) | lowrank (LightFormer) "
-                              "| tied (ALBERT)")
+                              "| tied (ALBERT) | dlt (dynamic layer tying: a Q-learning agent "
+                              "ties and unties whole layers while training; settings in dlt.*)")
     group_size: int = _f(2, "layers per sharing group")
     rank: int = _f(64, "rank of the low-rank factors")
     strategy: Any = _f("sequence", "sequence | cycle | cycle-rev | sandwich | list of group ids")
@@ -123,6 +130,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     share: ShareSection = field(default_factory=ShareSection)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    dlt: DLTConfig = field(default_factory=DLTConfig)
 
     @property
     def task(self) -> str:
@@ -194,7 +202,7 @@ def check(cfg: RunConfig) -> RunConfig:
     for section, names in (("train", ("steps", "batch_size", "grad_accum", "seq_len",
                                       "eval_every", "save_every", "log_every")),
                            ("model", ("layers", "d_model", "heads", "vocab_size")),
-                           ("share", ("group_size", "rank")),
+                           ("share", ("group_size",)),  # rank: checked per method by ShareConfig
                            ("eval", ("batch_size", "beam_size"))):
         for name in names:
             value = getattr(getattr(cfg, section), name)
@@ -208,8 +216,10 @@ def check(cfg: RunConfig) -> RunConfig:
     if cfg.share.transfer_at_step >= t.steps:
         raise LayershareError(f"share.transfer_at_step ({cfg.share.transfer_at_step}) must be "
                               f"below train.steps ({t.steps})")
-    if cfg.share.transfer_at_step and cfg.share.method == "dense":
-        raise LayershareError("share.transfer_at_step needs share.method other than dense")
+    if cfg.share.transfer_at_step and cfg.share.method in ("dense", "dlt"):
+        raise LayershareError(f"share.transfer_at_step needs a static share.method "
+                              f"(residual, lowrank, tied), not {cfg.share.method}")
+    _check_model_and_dlt(cfg)
     if t.precision not in ("auto", "fp32", "bf16") or t.device not in ("auto", "cpu", "cuda"):
         raise LayershareError("train.precision: auto|fp32|bf16; train.device: auto|cpu|cuda")
     own = cfg.data.name in ("text", "parallel", "classes")
@@ -221,6 +231,28 @@ def check(cfg: RunConfig) -> RunConfig:
         raise LayershareError(f"data.{given[0]} is only for your own files (data.name text, "
                               f"parallel or classes), not the {cfg.data.name} recipe")
     return cfg
+
+
+def _check_model_and_dlt(cfg: RunConfig) -> None:
+    """DLT ties the one layer stack of an LM or classifier; its keys only mean something with
+    ``share.method: dlt`` (set without it, they would silently do nothing)."""
+    if cfg.model.arch not in ARCHS:
+        raise LayershareError(f"unknown model.arch {cfg.model.arch!r}; choose one of "
+                              f"{', '.join(ARCHS)}")
+    if cfg.model.arch == "gpt2" and cfg.task != "lm":
+        raise LayershareError(f"model.arch=gpt2 is a language model; data.name={cfg.data.name} "
+                              f"is a {cfg.task} task")
+    if cfg.share.method != "dlt":
+        if cfg.dlt != DLTConfig():
+            raise LayershareError("dlt.* keys are set but share.method is "
+                                  f"{cfg.share.method!r}: use share.method=dlt")
+        return
+    if cfg.task == "translation":
+        raise LayershareError("share.method=dlt ties one layer stack: it supports the lm and "
+                              "classification tasks, not translation (encoder + decoder)")
+    if type(cfg.dlt.target_network) is not bool:
+        raise LayershareError(f"dlt.target_network must be true or false, "
+                              f"got {cfg.dlt.target_network!r}")
 
 
 def load_config(path: str | Path | None, overrides: list[str] = (),

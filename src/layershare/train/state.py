@@ -46,11 +46,13 @@ def checkpoint_dir(out: Path, tag: str) -> Path:
     return Path(out) / CHECKPOINTS / tag
 
 
-def save_checkpoint(out: Path, tag: str, model, info: dict, d: Dist, optimizer=None) -> None:
+def save_checkpoint(out: Path, tag: str, model, info: dict, d: Dist, optimizer=None,
+                    extra: dict | None = None) -> None:
     """Write ``checkpoints/TAG`` (collective under DDP: every rank calls it; rank 0 writes).
 
     With an ``optimizer`` (the ``last`` checkpoint) the optimizer and the RNG state of every
-    rank are saved too, which is what makes a resumed run identical to an unbroken one.
+    rank are saved too, which is what makes a resumed run identical to an unbroken one;
+    ``extra`` (tensors and plain containers, e.g. the DLT agent's state) goes beside them.
     """
     rngs = [rng_state()]
     if optimizer is not None and d.active:
@@ -60,7 +62,8 @@ def save_checkpoint(out: Path, tag: str, model, info: dict, d: Dist, optimizer=N
         def write(tmp: Path):
             save(model, tmp / "model")
             if optimizer is not None:
-                torch.save({"optimizer": optimizer.state_dict(), "rng": rngs}, tmp / "state.pt")
+                torch.save({"optimizer": optimizer.state_dict(), "rng": rngs, **(extra or {})},
+                           tmp / "state.pt")
             (tmp / "info.json").write_text(json.dumps(info, indent=2) + "\n")
 
         atomic_directory(checkpoint_dir(out, tag), write)
@@ -101,7 +104,8 @@ def load_model(out: Path, tag: str):
 
 
 def load_training_state(out: Path, device, rank: int) -> dict:
-    """The optimizer state dict (on ``device``) and this rank's RNG state."""
+    """The optimizer state dict (on ``device``), this rank's RNG state and the ``extra``
+    entries saved with them (``extra``: a dict, empty when there were none)."""
     path = checkpoint_dir(out, "last") / "state.pt"
     try:
         state = torch.load(path, map_location=device, weights_only=True)
@@ -111,4 +115,6 @@ def load_training_state(out: Path, device, rank: int) -> dict:
     rngs = state["rng"]
     rng = rngs[rank] if rank < len(rngs) else rngs[0]
     rng = {k: v.cpu() for k, v in rng.items()}
-    return {"optimizer": state["optimizer"], "rng": rng, "same_world": len(rngs) > rank}
+    extra = {k: v for k, v in state.items() if k not in ("optimizer", "rng")}
+    return {"optimizer": state["optimizer"], "rng": rng, "same_world": len(rngs) > rank,
+            "extra": extra}

@@ -147,10 +147,16 @@ class LMTask(Task):
 
     def loss(self, model, batch, train=True):
         ids = batch["ids"]
+        if is_transformers(model):  # GPT2LMHeadModel: no .loss(x, y); same mean token loss
+            logits = model(input_ids=ids[:, :-1]).logits
+            return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(),
+                                                     ids[:, 1:].flatten())
         return model.loss(ids[:, :-1], ids[:, 1:])
 
     def build_model(self):
         m = self.cfg.model
+        if m.arch == "gpt2":
+            return gpt2_lm(self.cfg, self.tok)
         return DecoderLM(DecoderLMConfig(**common(self.cfg, self.tok), n_layers=m.layers,
                                          max_len=self.cfg.train.seq_len))
 
@@ -212,6 +218,29 @@ class ClassificationTask(Task):
         return EncoderClassifier(EncoderClassifierConfig(
             **common(self.cfg, self.tok), n_layers=m.layers, n_classes=len(self.labels),
             pool=m.pool, max_len=self.cfg.train.seq_len))
+
+
+def is_transformers(model) -> bool:
+    return type(model).__module__.startswith("transformers.")
+
+
+def gpt2_lm(cfg: RunConfig, tok):
+    """``model.arch: gpt2``: a transformers GPT2LMHeadModel with the run's sizes, from scratch,
+    so the same surgery (and DLT's TiedStack) runs on the real GPT-2 code, not only on the
+    reference DecoderLM. GPT-2 has learned positions only; its context is ``seq_len``."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from ..errors import LayershareError
+
+    m = cfg.model
+    if m.pos != "learned":
+        raise LayershareError("model.arch=gpt2 has learned positions: set model.pos=learned")
+    p = float(m.dropout)
+    config = GPT2Config(vocab_size=tok.get_vocab_size(), n_positions=cfg.train.seq_len,
+                        n_embd=m.d_model, n_layer=m.layers, n_head=m.heads, n_inner=m.ffn,
+                        resid_pdrop=p, embd_pdrop=p, attn_pdrop=p, bos_token_id=EOS_ID,
+                        eos_token_id=EOS_ID, pad_token_id=PAD_ID)
+    return GPT2LMHeadModel(config)
 
 
 def common(cfg: RunConfig, tok) -> dict:

@@ -17,7 +17,9 @@ Sharing: ``share.transfer_at_step = 0`` converts the freshly initialised model b
 first step (ResidualTransformer, ALBERT, low-rank from scratch). ``N > 0`` trains the dense
 model for N steps, then converts the *trained* weights -- for ``lowrank`` the SVD weight
 transfer of LightFormer -- builds a new optimizer and fine-tunes; the best checkpoint is
-then chosen among the converted model's evaluations only.
+then chosen among the converted model's evaluations only. ``share.method: dlt`` (dynamic
+layer tying) is a plugin, :mod:`.dlt_plugin`: it acts after optimizer steps and its agent's
+state rides in the ``last`` checkpoint.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from ..errors import LayershareError
 from . import distributed
 from .config import RunConfig, config_from_dict
 from .datasets import TOKENIZER, build_task
+from .dlt_plugin import DLTPlugin, refuse_ddp
 from .evaluate import split_metrics
 from .optim import autocast_for, make_optimizer, pick_device, share
 from .report import MetricsLog, peak_memory, plot_losses, write_results
@@ -81,7 +84,10 @@ class Trainer:
     def __init__(self, cfg: RunConfig, out, progress: bool = True):
         self.cfg, self.out, self.progress = cfg, Path(out), progress
         self.device = pick_device(cfg)
+        if cfg.share.method == "dlt":
+            refuse_ddp()  # before joining a process group
         self.d = distributed.init(self.device.type)
+        self.dlt: DLTPlugin | None = None
         if self.d.active and self.device.type == "cuda":
             self.device = torch.device("cuda", self.d.local_rank)
         self.autocast = autocast_for(cfg, self.device)
@@ -135,7 +141,7 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         if info is None:
             model = self.task.build_model()
-            if cfg.share.method != "dense" and cfg.share.transfer_at_step == 0:
+            if cfg.share.method not in ("dense", "dlt") and cfg.share.transfer_at_step == 0:
                 share(model, cfg)
             self.step, self.best, self.history = 0, None, []
             self.tokens, self.train_time = 0, 0.0
@@ -146,12 +152,16 @@ class Trainer:
             self.say(f"resuming from step {self.step} ({self.out / 'checkpoints' / 'last'})")
         self.model = model.to(self.device).train()
         self._wrap()
+        extra = {}
         if info is None:
             torch.manual_seed(cfg.train.seed + 1 + self.d.rank)  # dropout differs per rank
         else:
             state = load_training_state(self.out, self.device, self.d.rank)
             self.optimizer.load_state_dict(state["optimizer"])
             set_rng_state(state["rng"])
+            extra = state["extra"]
+        if cfg.share.method == "dlt":
+            self.dlt = DLTPlugin(self, resume=extra.get("dlt"))
 
     def _wrap(self) -> None:
         self.optimizer = make_optimizer(self.model, self.cfg, self.device)
@@ -223,7 +233,8 @@ class Trainer:
     def checkpoint(self) -> None:
         info = {"step": self.step, "best": self.best, "history": self.history,
                 "tokens": self.tokens, "train_time": self.train_time, "converted": self.converted}
-        save_checkpoint(self.out, "last", self.model, info, self.d, self.optimizer)
+        extra = {"dlt": self.dlt.state_dict()} if self.dlt is not None else None
+        save_checkpoint(self.out, "last", self.model, info, self.d, self.optimizer, extra)
 
     def fit(self) -> None:
         t, s = self.cfg.train, self.cfg.share
@@ -241,6 +252,8 @@ class Trainer:
                 if not math.isfinite(loss):
                     raise LayershareError(f"loss is {loss} at step {self.step}; lower train.lr")
                 self.step += 1
+                if self.dlt is not None:
+                    self.dlt.after_step(self.step, t.steps)
                 if self.device.type == "cuda" and self.step % t.log_every == 0:
                     torch.cuda.synchronize()
                 self.train_time += time.perf_counter() - start
@@ -283,6 +296,8 @@ class Trainer:
             "still_improving": bool(history) and self.best is not None
             and self.best["step"] == history[-1][0] and len(history) > 1,
             "test_model": "best" if model is not self.model else "last", **test}
+        if self.dlt is not None:
+            self.dlt.finish(results, model)
         write_results(self.out, results)
         plot_losses(self.out)
         self.say(summary(results))
