@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -156,23 +155,10 @@ def cmd_data_prepare(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """These verbs alone (``python -m layershare.cli_train``), errors as the main CLI's."""
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):
-            raise LayershareError(message)
+    """``python -m layershare.cli_train ...`` is ``python -m layershare ...``."""
+    from .cli import main as cli_main
 
-    parser = Parser(prog="layershare")
-    add_commands(parser.add_subparsers(dest="command", required=True, parser_class=Parser))
-    try:
-        args = parser.parse_args(argv)
-        args.func(args)
-    except LayershareError as exc:
-        print(f"layershare: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("layershare: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ import gc
 import weakref
 
 import torch
-from dlt_helpers import tiny_lm
 
 from layershare.dlt import TiedStack, state_tensors, sync_optimizer
 
