@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import tiny, weights
+from train_helpers import tiny, weights
 
 from layershare.train import load_config, train
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import tiny, weights
+from train_helpers import tiny, weights
 
 import layershare
 from layershare.cli import inspect_report

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from conftest import tiny, weights
+from train_helpers import tiny, weights
 
 import layershare
 from layershare.cli_train import main

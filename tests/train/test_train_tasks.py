@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import tiny, weights
+from train_helpers import tiny, weights
 
 import layershare
 from layershare.checkpoint import read_meta
