@@ -135,7 +135,8 @@ def test_converting_twice_is_an_error():
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(method="magic"), "unknown method"),
-    (dict(method="residual", rank=0), "rank"),
+    (dict(method="lowrank", rank=0), "rank must be an integer >= 1"),
+    (dict(method="residual", rank=-1), "rank must be an integer >= 0"),
     (dict(method="residual", group_size=5), "larger than the stack"),
     (dict(method="residual", init="median"), "unknown init"),
     (dict(method="residual", matrices=["qq"]), "unknown matrices"),
