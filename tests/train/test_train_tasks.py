@@ -28,6 +28,7 @@ def test_translation_copy_task_bleu(tmp_path, copy_data, monkeypatch, capsys):
     assert len(hyps) == len(refs) == results["test_pairs"] == 40
     assert results["test_bleu"] == pytest.approx(bleu(hyps, refs))
     assert results["test_bleu"] > 50, results["test_bleu"]  # copying is learnt quickly
+    assert results["test_decode_sentences_per_s"] > 0 and results["test_decode_s"] > 0
     assert refs[0] == (tmp_path / "copy" / "test.tgt").read_text().splitlines()[0]
 
     monkeypatch.setattr("sys.stdin", io.StringIO("the cat dog\nsat on\n"))
