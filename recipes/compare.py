@@ -7,6 +7,13 @@ Each config runs as ``layershare train --config CFG --set ... --out OUT/NAME`` (
 black. The anchors' rule applies: a shared model is only worth its name if it beats the
 dense models of the same or smaller unique size.
 
+``--jobs N`` trains N configs at once (each run's output goes to ``OUT/NAME.log``): quality
+figures are unaffected, but the runs share the machine, so their tokens/s are only
+comparable with each other when they all ran side by side for the whole time.
+"unique layers" is unique layer-stack parameters over one dense layer's (fractional for
+low-rank or residual sharing); the "last 10%" columns are the steady state of runs whose
+parameter set changes while they train (DLT), measured over the final tenth of the steps.
+
     python recipes/compare.py --out runs/demo configs/lm-brown-dense.yaml \\
         configs/lm-brown-residual.yaml --set train.steps=300
 """
@@ -17,22 +24,38 @@ import argparse
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import yaml
 
 # the task's headline metric first: translation runs report a perplexity too
 METRICS = (("test_bleu", "test BLEU", True), ("test_acc", "test accuracy", True),
            ("test_ppl", "test perplexity", False))
 
 
-def run(config: Path, out: Path, overrides: list[str], launcher: list[str]) -> dict:
+def run(config: Path, out: Path, overrides: list[str], launcher: list[str],
+        log: Path | None = None) -> dict:
+    """Train ``config`` into ``out`` unless done; with ``log``, quietly, output to that file."""
     result = out / "results.json"
     if not result.exists():
         cmd = [*launcher, "train", "--config", str(config), "--out", str(out)]
         for item in overrides:
             cmd += ["--set", item]
         print("$", " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True)
-    return {"config": config.stem, **json.loads(result.read_text())}
+        if log is None:
+            subprocess.run(cmd, check=True)
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "w") as f:
+                done = subprocess.run(cmd + ["--quiet"], stdout=f, stderr=subprocess.STDOUT)
+            if done.returncode:
+                raise SystemExit(f"compare: {config.stem} failed (exit {done.returncode}), "
+                                 f"see {log}")
+    row = {"config": config.stem, **json.loads(result.read_text())}
+    layers = yaml.safe_load((out / "config.yaml").read_text())["model"]["layers"]
+    row["unique_layers_equiv"] = row["layer_params"] / (row["dense_layer_params"] / layers)
+    return row
 
 
 def metric_of(rows: list[dict]) -> tuple[str, str, bool]:
@@ -43,13 +66,21 @@ def metric_of(rows: list[dict]) -> tuple[str, str, bool]:
 
 
 def table(rows: list[dict], key: str, label: str) -> str:
-    lines = [f"| config | method | params | unique layer params | layer compression | {label} "
-             "| train tokens/s | peak memory (MiB) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    final = all("final_peak_mem_bytes" in r for r in rows)  # CUDA runs
+    head = (f"| config | method | params | unique layer params | unique layers | "
+            f"layer compression | {label} | train tokens/s | peak memory (MiB) |")
+    if final:
+        head += " tokens/s, last 10% | peak memory, last 10% (MiB) |"
+    lines = [head, "|---|---|" + "---:|" * (head.count("|") - 3)]
     for r in rows:
-        lines.append(
-            f"| {r['config']} | {r.get('method', '?')} | {r['unique_params']:,} | "
-            f"{r['layer_params']:,} | {r['dense_layer_params'] / r['layer_params']:.2f}x | "
-            f"{r[key]:.3f} | {r['train_tokens_per_s']:,.0f} | {r['peak_mem_bytes'] / 2**20:,.0f} |")
+        line = (f"| {r['config']} | {r.get('method', '?')} | {r['unique_params']:,} | "
+                f"{r['layer_params']:,} | {r['unique_layers_equiv']:.1f} | "
+                f"{r['dense_layer_params'] / r['layer_params']:.2f}x | {r[key]:.3f} | "
+                f"{r['train_tokens_per_s']:,.0f} | {r['peak_mem_bytes'] / 2**20:,.0f} |")
+        if final:
+            line += (f" {r['final_tokens_per_s']:,.0f} | "
+                     f"{r['final_peak_mem_bytes'] / 2**20:,.0f} |")
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -79,15 +110,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override for every config (repeatable)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="configs trained at once (logs to OUT/NAME.log when > 1)")
     parser.add_argument("--launcher", default=f"{sys.executable} -m layershare",
                         help="how to start layershare, e.g. 'torchrun --nproc_per_node=2 -m layershare'")
     args = parser.parse_args(argv)
-    rows = [run(cfg, args.out / cfg.stem, args.set, args.launcher.split()) for cfg in args.configs]
+    if args.jobs < 1:
+        raise SystemExit("compare: --jobs must be at least 1")
+    launcher = args.launcher.split()
+
+    def one(cfg: Path) -> dict:
+        log = args.out / f"{cfg.stem}.log" if args.jobs > 1 else None
+        return run(cfg, args.out / cfg.stem, args.set, launcher, log)
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        rows = list(pool.map(one, args.configs))
     key, label, higher = metric_of(rows)
     text = table(rows, key, label)
     args.out.mkdir(parents=True, exist_ok=True)
     overrides = " ".join(f"--set {s}" for s in args.set)
-    command = f"python recipes/compare.py --out {args.out} {' '.join(map(str, args.configs))} {overrides}"
+    jobs = f" --jobs {args.jobs}" if args.jobs > 1 else ""
+    command = (f"python recipes/compare.py --out {args.out}{jobs} "
+               f"{' '.join(map(str, args.configs))} {overrides}")
     (args.out / "results.md").write_text(f"# Side by side\n\nCommand: `{command.strip()}`\n\n{text}\n")
     (args.out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     plot(rows, key, label, args.out / "pareto.png")

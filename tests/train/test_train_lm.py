@@ -14,7 +14,7 @@ from train_helpers import tiny, weights
 import layershare
 from layershare.cli_train import main
 from layershare.train import load_config, train
-from layershare.train.report import read_metrics
+from layershare.train.report import FinalWindow, read_metrics
 from layershare.train.state import recover
 
 RESULT_KEYS = {"params", "unique_params", "layer_params", "dense_layer_params",
@@ -38,6 +38,22 @@ def test_lm_run_lowers_loss_and_writes_outputs(tmp_path, text_data):
     assert model.layershare_config.method == "residual"
     assert layershare.count(model).unique_params == results["unique_params"]
     assert (out / "model" / "tokenizer.json").is_file()
+    # the last tenth of the 30 steps: speed on CPU, no resettable peak memory
+    assert results["final_steps"] == 3 and results["final_tokens_per_s"] > 0
+    assert "final_peak_mem_bytes" not in results
+
+
+def test_final_window_counts_only_its_steps():
+    window = FinalWindow(20, torch.device("cpu"))
+    assert (window.start, window.end) == (18, 20)
+    for step in range(0, 21):
+        # 100 tokens per step; steps before the window took 1 s each, those in it 0.5 s
+        window.after_step(step, 100 * step, step if step <= 18 else 18 + 0.5 * (step - 18))
+    assert window.figures == {"final_steps": 2, "final_tokens_per_s": 200.0}
+    resumed = FinalWindow(20, torch.device("cpu"))
+    for step in (19, 20):  # resumed inside the window: no figures rather than wrong ones
+        resumed.after_step(step, 100 * step, float(step))
+    assert resumed.figures == {}
 
 
 def test_cli_verbs(tmp_path, text_data, capsys):

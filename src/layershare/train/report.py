@@ -97,6 +97,38 @@ def peak_memory(device: torch.device) -> tuple[int, str]:
     return int(rss if sys.platform == "darwin" else rss * 1024), "cpu_peak_rss"
 
 
+class FinalWindow:
+    """Speed and peak memory over the last ``fraction`` of the optimizer steps.
+
+    Why: a run whose parameter set changes while it trains (DLT starts dense and ties layers
+    as it goes) has its whole-run peak at the start; its steady-state cost is the last part.
+    The window opens when ``start`` steps are done: the CUDA allocator's peak is reset there.
+    On CPU only the speed is kept (the peak RSS cannot be reset). A run resumed after the
+    window opened reports no window figures."""
+
+    def __init__(self, steps: int, device: torch.device, fraction: float = 0.1):
+        self.start, self.end = steps - max(1, round(fraction * steps)), steps
+        self.device, self.opened, self.figures = device, None, {}
+        self.peak_before = 0  # the CUDA peak the reset forgets: the whole run's is the max
+
+    def after_step(self, step: int, tokens: int, seconds: float) -> None:
+        """Call with the steps done so far (also once before the first) and the run's
+        token and training-time totals, synchronised with the GPU at ``start`` and ``end``."""
+        cuda = self.device.type == "cuda"
+        if step == self.start:
+            if cuda:
+                self.peak_before = int(torch.cuda.max_memory_allocated(self.device))
+                torch.cuda.reset_peak_memory_stats(self.device)
+            self.opened = (step, tokens, seconds)
+        elif step == self.end and self.opened is not None:
+            s0, t0, sec0 = self.opened
+            self.figures = {"final_steps": step - s0,
+                            "final_tokens_per_s": (tokens - t0) / max(seconds - sec0, 1e-9)}
+            if cuda:
+                self.figures["final_peak_mem_bytes"] = int(
+                    torch.cuda.max_memory_allocated(self.device))
+
+
 def write_results(out: Path, results: dict) -> Path:
     path = Path(out) / RESULTS
     tmp = path.with_name(path.name + ".partial")

@@ -44,7 +44,7 @@ from .datasets import TOKENIZER, build_task
 from .dlt_plugin import DLTPlugin, refuse_ddp
 from .evaluate import split_metrics
 from .optim import autocast_for, make_optimizer, pick_device, share
-from .report import MetricsLog, peak_memory, plot_losses, write_results
+from .report import FinalWindow, MetricsLog, peak_memory, plot_losses, write_results
 from .schedule import lr_at
 from .state import (
     load_model,
@@ -88,6 +88,7 @@ class Trainer:
             refuse_ddp()  # before joining a process group
         self.d = distributed.init(self.device.type)
         self.dlt: DLTPlugin | None = None
+        self.window: FinalWindow | None = None
         if self.d.active and self.device.type == "cuda":
             self.device = torch.device("cuda", self.d.local_rank)
         self.autocast = autocast_for(cfg, self.device)
@@ -243,6 +244,8 @@ class Trainer:
             self.say(f"already trained to step {self.step}; evaluating")
         bar = tqdm(total=t.steps, initial=self.step, disable=not (self.progress and self.d.main),
                    dynamic_ncols=True, desc=self.out.name)
+        self.window = window = FinalWindow(t.steps, self.device)
+        window.after_step(self.step, self.tokens, self.train_time)
         try:
             while self.step < t.steps:
                 if s.transfer_at_step and self.step == s.transfer_at_step and not self.converted:
@@ -254,10 +257,12 @@ class Trainer:
                 self.step += 1
                 if self.dlt is not None:
                     self.dlt.after_step(self.step, t.steps)
-                if self.device.type == "cuda" and self.step % t.log_every == 0:
+                if self.device.type == "cuda" and (self.step % t.log_every == 0
+                                                   or self.step in (window.start, window.end)):
                     torch.cuda.synchronize()
                 self.train_time += time.perf_counter() - start
                 self.tokens += tokens
+                window.after_step(self.step, self.tokens, self.train_time)
                 speed = self.tokens / max(self.train_time, 1e-9)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{speed:,.0f}")
@@ -284,6 +289,8 @@ class Trainer:
         save(model, self.out / "model", extra_files={TOKENIZER: self.out / TOKENIZER})
         counts = count(model).to_dict()
         mem, mem_kind = peak_memory(self.device)
+        if self.window is not None:
+            mem = max(mem, self.window.peak_before)
         history = self.history
         results = {
             "task": self.task.kind, "data": self.cfg.data.name, "method": self.cfg.share.method,
@@ -292,6 +299,7 @@ class Trainer:
             "train_tokens": self.tokens, "train_time_s": self.train_time,
             "train_tokens_per_s": self.tokens / max(self.train_time, 1e-9),
             "peak_mem_bytes": mem, "peak_mem_kind": mem_kind, "device": str(self.device),
+            **(self.window.figures if self.window is not None else {}),
             "world_size": self.d.world, "best_valid": self.best,
             "still_improving": bool(history) and self.best is not None
             and self.best["step"] == history[-1][0] and len(history) > 1,
