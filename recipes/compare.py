@@ -44,18 +44,25 @@ def run(config: Path, out: Path, overrides: list[str], launcher: list[str],
             cmd += ["--set", item]
         print("$", " ".join(cmd), flush=True)
         if log is None:
-            subprocess.run(cmd, check=True)
+            code = subprocess.run(cmd).returncode
         else:
             out.parent.mkdir(parents=True, exist_ok=True)
             with open(log, "w") as f:
-                done = subprocess.run(cmd + ["--quiet"], stdout=f, stderr=subprocess.STDOUT)
-            if done.returncode:
-                raise SystemExit(f"compare: {config.stem} failed (exit {done.returncode}), "
-                                 f"see {log}")
+                code = subprocess.run(cmd + ["--quiet"], stdout=f, stderr=subprocess.STDOUT).returncode
+        if code:
+            where = f", see {log}" if log is not None else ""
+            raise SystemExit(f"compare: {config.stem} failed (exit {code}){where}")
     row = {"config": config.stem, **json.loads(result.read_text())}
     layers = yaml.safe_load((out / "config.yaml").read_text())["model"]["layers"]
     row["unique_layers_equiv"] = row["layer_params"] / (row["dense_layer_params"] / layers)
     return row
+
+
+def write(path: Path, text: str) -> None:
+    """Whole or not at all: a temporary file renamed over ``path``."""
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def metric_of(rows: list[dict]) -> tuple[str, str, bool]:
@@ -100,8 +107,10 @@ def plot(rows: list[dict], key: str, label: str, path: Path) -> None:
     ax.set_title("quality vs unique layer parameters (dense = black squares)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    tmp = path.with_name(path.stem + ".partial.png")
+    fig.savefig(tmp, dpi=120)
     plt.close(fig)
+    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -117,14 +126,23 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         raise SystemExit("compare: --jobs must be at least 1")
+    stems = [cfg.stem for cfg in args.configs]
+    if len(set(stems)) < len(stems):
+        raise SystemExit(f"compare: two configs share a file name (runs go to OUT/NAME): {stems}")
     launcher = args.launcher.split()
 
     def one(cfg: Path) -> dict:
         log = args.out / f"{cfg.stem}.log" if args.jobs > 1 else None
         return run(cfg, args.out / cfg.stem, args.set, launcher, log)
 
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        rows = list(pool.map(one, args.configs))
+    if args.jobs == 1:
+        rows = [one(cfg) for cfg in args.configs]
+    else:
+        pool = ThreadPoolExecutor(max_workers=args.jobs)
+        try:
+            rows = list(pool.map(one, args.configs))
+        finally:  # after a failure, start no further run (those running finish, resumable)
+            pool.shutdown(cancel_futures=True)
     key, label, higher = metric_of(rows)
     text = table(rows, key, label)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -132,8 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     jobs = f" --jobs {args.jobs}" if args.jobs > 1 else ""
     command = (f"python recipes/compare.py --out {args.out}{jobs} "
                f"{' '.join(map(str, args.configs))} {overrides}")
-    (args.out / "results.md").write_text(f"# Side by side\n\nCommand: `{command.strip()}`\n\n{text}\n")
-    (args.out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write(args.out / "results.md", f"# Side by side\n\nCommand: `{command.strip()}`\n\n{text}\n")
+    write(args.out / "results.json", json.dumps(rows, indent=2) + "\n")
     plot(rows, key, label, args.out / "pareto.png")
     print(f"\n{text}\n\n{'higher' if higher else 'lower'} is better; wrote {args.out}/results.md, "
           "results.json, pareto.png")

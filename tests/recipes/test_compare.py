@@ -75,8 +75,22 @@ def test_table_columns_and_outputs(fake, tmp_path):
     assert again.returncode == 0 and "$" not in again.stdout
 
 
-def test_failed_run_is_one_clear_error(fake, tmp_path):
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_failed_run_is_one_clear_error(fake, tmp_path, jobs):
     launcher, configs = fake
-    done = compare(launcher, [configs[0], configs[3]], tmp_path / "cmp", "--jobs", "2")
+    out = tmp_path / "cmp"
+    # serially, the run after the failed one never starts
+    done = compare(launcher, [configs[3], configs[0]], out, "--jobs", jobs)
     assert done.returncode != 0
     assert "bad failed (exit 3)" in done.stderr and "Traceback" not in done.stderr
+    assert not (out / "results.md").exists()
+    assert (out / "dense" / "results.json").exists() == (jobs == "2")
+
+
+def test_configs_with_the_same_name_are_refused(fake, tmp_path):
+    launcher, configs = fake
+    other = tmp_path / "more" / "dense.yaml"
+    other.parent.mkdir()
+    other.write_text("model: {layers: 4}\n")
+    done = compare(launcher, [configs[0], other], tmp_path / "cmp")
+    assert done.returncode != 0 and "share a file name" in done.stderr
