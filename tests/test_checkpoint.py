@@ -32,6 +32,9 @@ def test_save_load_roundtrip_is_identical_and_small(tmp_path, name, method):
     assert torch.equal(_out(loaded, name), _out(model, name))
     before, after = layershare.count(model), layershare.count(loaded)
     assert after == before
+    structure = layershare.load_structure(tmp_path / "ck")  # header only, on the meta device
+    assert layershare.count(structure) == before
+    assert {p.device.type for p in structure.parameters()} == {"meta"}
     weights = (tmp_path / "ck" / "model.safetensors").stat().st_size
     # ~4 bytes per unique fp32 parameter (plus a small header; whisper also stores buffers)
     assert 4 * before.unique_params <= weights <= 4 * before.unique_params * 1.1 + 20_000
@@ -44,6 +47,23 @@ def test_torch_module_loads_into_a_given_skeleton(tmp_path):
         layershare.load(tmp_path / "ck")
     loaded = layershare.load(tmp_path / "ck", model=T.torch_encoder())
     assert torch.equal(_out(loaded, "torch_encoder"), _out(model, "torch_encoder"))
+    with torch.device("meta"):
+        skeleton = T.torch_encoder()
+    structure = layershare.load_structure(tmp_path / "ck", model=skeleton)
+    assert layershare.count(structure) == layershare.count(model)
+
+
+def test_load_structure_reads_no_weights(tmp_path, monkeypatch):
+    import layershare.checkpoint as ck
+
+    model = layershare.convert(T.llama(), method="residual", rank=2)
+    layershare.save(model, tmp_path / "ck")
+
+    def boom(*args, **kwargs):
+        raise AssertionError("weights were read")
+
+    monkeypatch.setattr(ck, "load_file", boom)
+    assert layershare.count(layershare.load_structure(tmp_path / "ck")) == layershare.count(model)
 
 
 def test_dense_model_saves_and_loads(tmp_path):
@@ -80,7 +100,8 @@ def test_failed_save_leaves_nothing(tmp_path, monkeypatch):
     ("bad-meta", "corrupted"),
     ("no-weights", "missing"),
 ])
-def test_damaged_checkpoints_give_clear_errors(tmp_path, damage, message):
+@pytest.mark.parametrize("loader", [layershare.load, layershare.load_structure])
+def test_damaged_checkpoints_give_clear_errors(tmp_path, damage, message, loader):
     ck = tmp_path / "ck"
     layershare.save(layershare.convert(T.gpt2(), method="residual", rank=2), ck)
     weights, meta = ck / "model.safetensors", ck / "layershare.json"
@@ -95,18 +116,19 @@ def test_damaged_checkpoints_give_clear_errors(tmp_path, damage, message):
     else:
         weights.unlink()
     with pytest.raises(LayershareError, match=message):
-        layershare.load(ck)
+        loader(ck)
 
 
-def test_checkpoint_of_another_plan_does_not_load_silently(tmp_path):
+@pytest.mark.parametrize("loader", [layershare.load, layershare.load_structure])
+def test_checkpoint_of_another_plan_does_not_load_silently(tmp_path, loader):
     ck = tmp_path / "ck"
     layershare.save(layershare.convert(T.gpt2(), method="residual", rank=2), ck)
     meta = json.loads((ck / "layershare.json").read_text())
     meta["config"]["rank"] = 3
     (ck / "layershare.json").write_text(json.dumps(meta))
     with pytest.raises(LayershareError, match="shape"):
-        layershare.load(ck)
+        loader(ck)
     meta["config"]["group_size"] = 1
     (ck / "layershare.json").write_text(json.dumps(meta))
     with pytest.raises(LayershareError, match="does not match"):
-        layershare.load(ck)
+        loader(ck)

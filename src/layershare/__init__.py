@@ -5,10 +5,11 @@
     print(layershare.count(model))
     layershare.save(model, "out/")          # each shared tensor stored once
     model = layershare.load("out/")
+    print(layershare.count(layershare.load_structure("out/")))  # reads no weights
     dense = layershare.merge(model)         # plain model of the original class
 """
 
-from .checkpoint import load, save
+from .checkpoint import load, load_structure, save
 from .config import ShareConfig
 from .count import ParamCount, count
 from .errors import LayershareError
@@ -16,6 +17,6 @@ from .merge import merge
 from .plan import SharingPlan
 from .surgery import convert
 
-__all__ = ["convert", "count", "save", "load", "merge", "ShareConfig", "SharingPlan",
+__all__ = ["convert", "count", "save", "load", "load_structure", "merge", "ShareConfig", "SharingPlan",
            "ParamCount", "LayershareError"]
 __version__ = "0.1.0"

@@ -10,7 +10,9 @@ A checkpoint is a directory:
 
 ``load`` rebuilds the base model from its config, converts it with the same ShareConfig (the
 structure, not the weights) and copies the stored tensors in; nothing is unpickled
-(safetensors, ``json``). Writes go to a temporary directory renamed into place, so a crash
+(safetensors, ``json``). ``load_structure`` does the same on the meta device against the
+safetensors header alone: the model's shape and counts without reading or allocating a
+single weight (``layershare inspect`` on a checkpoint of any size). Writes go to a temporary directory renamed into place, so a crash
 never leaves a half-written checkpoint.
 """
 
@@ -23,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -138,6 +140,50 @@ def build_base(directory: Path, base: dict) -> nn.Module:
                           "pass the dense model: load(directory, model=...)")
 
 
+def _stored_shapes(directory: Path) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every stored tensor, from the safetensors header (no data read)."""
+    try:
+        with safe_open(directory / WEIGHTS, "pt") as f:
+            return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    except FileNotFoundError:
+        raise LayershareError(f"{directory}: {WEIGHTS} is missing") from None
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise LayershareError(f"{directory / WEIGHTS}: corrupted or truncated ({exc})") from None
+
+
+def _check_matches(directory: Path, expected: dict[str, torch.Tensor],
+                   stored: dict[str, tuple[int, ...]]) -> None:
+    if set(expected) != set(stored):
+        missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+        raise LayershareError(f"{directory}: checkpoint does not match the model "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for name, target in expected.items():
+        if tuple(target.shape) != stored[name]:
+            raise LayershareError(f"{directory}: {name} has shape {stored[name]}, "
+                                  f"the model expects {tuple(target.shape)}")
+
+
+def _rebuild(directory: Path, meta: dict, model: nn.Module | None) -> nn.Module:
+    if model is None:
+        model = build_base(directory, meta["base"])
+    if meta["config"] is not None:
+        convert(model, config=ShareConfig(**{**meta["config"], "init": "scratch"}))
+    return model
+
+
+def load_structure(directory: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
+    """The checkpoint's model on the meta device -- its modules, sharing and parameter shapes,
+    no weights -- checked against the stored tensors' names and shapes. For counting
+    (``layershare.count``) a checkpoint of any size; ``load`` for the weights."""
+    directory = Path(directory)
+    meta = read_meta(directory)
+    stored = _stored_shapes(directory)
+    with torch.device("meta"):
+        model = _rebuild(directory, meta, model)
+    _check_matches(directory, unique_state(model), stored)
+    return model
+
+
 def load(directory: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
     """Rebuild the model saved in ``directory`` (in eval mode), at its reduced size.
 
@@ -152,23 +198,14 @@ def load(directory: str | os.PathLike, model: nn.Module | None = None) -> nn.Mod
         raise LayershareError(f"{directory}: {WEIGHTS} is missing") from None
     except (SafetensorError, OSError, ValueError) as exc:
         raise LayershareError(f"{directory / WEIGHTS}: corrupted or truncated ({exc})") from None
-    if model is None:
-        model = build_base(directory, meta["base"])
-    if meta["config"] is not None:
-        convert(model, config=ShareConfig(**{**meta["config"], "init": "scratch"}))
+    model = _rebuild(directory, meta, model)
     expected = unique_state(model)
-    if set(expected) != set(tensors):
-        missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
-        raise LayershareError(f"{directory}: checkpoint does not match the model "
-                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    _check_matches(directory, expected, {k: tuple(t.shape) for k, t in tensors.items()})
     dtypes = {t.dtype for t in tensors.values() if t.dtype.is_floating_point}
     if len(dtypes) == 1:  # one floating dtype (bf16, fp32...): the model takes it;
         model.to(dtypes.pop())  # a mixed checkpoint is copied tensor by tensor below
         expected = unique_state(model)
     with torch.no_grad():
         for name, target in expected.items():
-            if target.shape != tensors[name].shape:
-                raise LayershareError(f"{directory}: {name} has shape {tuple(tensors[name].shape)}, "
-                                      f"the model expects {tuple(target.shape)}")
             target.copy_(tensors[name])
     return model.eval()

@@ -85,11 +85,11 @@ def cmd_convert(args) -> None:
 
 
 def inspect_report(directory: Path) -> dict:
-    from . import count, load
-    from .checkpoint import read_meta
+    from . import count
+    from .checkpoint import load_structure, read_meta
 
     meta = read_meta(directory)
-    counts = count(load(directory))
+    counts = count(load_structure(directory))  # header only: no weight is read
     return {**counts.to_dict(),
             "bytes_on_disk": sum(f.stat().st_size for f in directory.iterdir() if f.is_file()),
             "method": (meta["config"] or {}).get("method", "dense"), "config": meta["config"],

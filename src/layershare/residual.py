@@ -85,7 +85,7 @@ class ResidualLinear(nn.Module):
             if self._cache is not None and self._cache[0] == key:
                 return self._cache[1]
         device = self.shared.device.type
-        if torch.is_autocast_enabled(device):
+        if device != "meta" and torch.is_autocast_enabled(device):  # meta: load_structure
             with torch.autocast(device, enabled=False):
                 weight = self._merge()
         else:  # the common case: no context manager on the hot path

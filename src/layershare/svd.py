@@ -61,8 +61,10 @@ def random_factors(weights: list[Tensor], rank: int) -> tuple[Tensor, list[Tenso
     ``(var_w / r)^(1/2)``), with no SVD: for training from scratch and for rebuilding a
     model's structure before loading a checkpoint into it."""
     m, n = weights[0].shape
-    std = (torch.stack([w.detach().float() for w in weights]).var() / rank).pow(0.25).item()
     kw = dict(dtype=weights[0].dtype, device=weights[0].device)
+    if weights[0].is_meta:  # structure only (``load_structure``): shapes, no values
+        return torch.empty(m, rank, **kw), [torch.empty(rank, n, **kw) for _ in weights]
+    std = (torch.stack([w.detach().float() for w in weights]).var() / rank).pow(0.25).item()
     return (torch.randn(m, rank, **kw) * std,
             [torch.randn(rank, n, **kw) * std for _ in weights])
 
