@@ -5,8 +5,9 @@ trains than dense on the GPU; this says *where*: per variant and mode (eager, an
 ``--compile``), ``torch.profiler`` records ``--steps`` training steps after a warm-up (same
 model, batch and optimizer as ``bench_core.py --size full``) and prints, per step, the wall
 time, the GPU kernel time, the number of kernels launched, and the kernels taking the most
-time. Wall time well above kernel time means the step is bound by launching kernels, not by
-running them. CUDA only.
+time. The profiler itself adds CPU work to every launch, so the wall time is also measured
+without it (same number of steps, just before): wall time well above kernel time, without
+the profiler, means the step is bound by launching kernels, not by running them. CUDA only.
 
     PYTHONPATH=src python benchmarks/profile_core.py [--compile] [--steps 3] [--top 12]
 """
@@ -25,26 +26,34 @@ import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 
-def profile_steps(runner: Runner, steps: int) -> tuple[float, list]:
-    """Wall seconds per step and the profiler's per-kernel averages over ``steps`` steps."""
-    for _ in range(4):  # warm-up: compilation, allocator, AdamW state
+def timed_steps(runner: Runner, steps: int) -> float:
+    """Wall seconds per training step, device synchronised at both ends."""
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
         runner.train_step()
     torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps
+
+
+def profile_steps(runner: Runner, steps: int) -> tuple[float, float, list]:
+    """Wall seconds per step without and with the profiler, and the profiler's per-kernel
+    averages over ``steps`` steps."""
+    for _ in range(4):  # warm-up: compilation, allocator, AdamW state
+        runner.train_step()
+    plain = timed_steps(runner, steps)
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        start = time.perf_counter()
-        for _ in range(steps):
-            runner.train_step()
-        torch.cuda.synchronize()
-        wall = (time.perf_counter() - start) / steps
+        profiled = timed_steps(runner, steps)
     kernels = [e for e in prof.key_averages() if e.self_device_time_total > 0]
-    return wall, kernels
+    return plain, profiled, kernels
 
 
-def report(name: str, wall: float, kernels: list, steps: int, top: int) -> str:
+def report(name: str, plain: float, profiled: float, kernels: list, steps: int,
+           top: int) -> str:
     busy = sum(e.self_device_time_total for e in kernels) / steps / 1e3  # ms per step
     launches = sum(e.count for e in kernels) / steps
-    lines = [f"## {name}: wall {wall * 1e3:.1f} ms/step, kernels {busy:.1f} ms/step, "
-             f"{launches:.0f} kernels/step", "",
+    lines = [f"## {name}: wall {plain * 1e3:.1f} ms/step ({profiled * 1e3:.1f} profiled), "
+             f"kernels {busy:.1f} ms/step, {launches:.0f} kernels/step", "",
              "| kernel | calls/step | ms/step | % of kernel time |", "|---|---:|---:|---:|"]
     for e in sorted(kernels, key=lambda e: -e.self_device_time_total)[:top]:
         ms = e.self_device_time_total / steps / 1e3
@@ -66,9 +75,9 @@ def main() -> None:
     mode = "compiled" if args.compile else "eager"
     for variant in args.variants:
         runner = Runner(variant, PRESETS["full"], device, args.compile)
-        wall, kernels = profile_steps(runner, args.steps)
-        print(report(f"{variant}, {mode}", wall, kernels, args.steps, args.top) + "\n",
-              flush=True)
+        plain, profiled, kernels = profile_steps(runner, args.steps)
+        print(report(f"{variant}, {mode}", plain, profiled, kernels, args.steps, args.top)
+              + "\n", flush=True)
         del runner
         torch.cuda.empty_cache()
 

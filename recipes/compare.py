@@ -9,7 +9,9 @@ dense models of the same or smaller unique size.
 
 ``--jobs N`` trains N configs at once (each run's output goes to ``OUT/NAME.log``): quality
 figures are unaffected, but the runs share the machine, so their tokens/s are only
-comparable with each other when they all ran side by side for the whole time.
+comparable with each other when they all ran side by side for the whole time. The first
+failure stops the comparison: no further run starts. With a ``torchrun`` launcher and
+``--jobs`` > 1, give each run its own rendezvous (``torchrun --standalone ...``).
 "unique layers" is unique layer-stack parameters over one dense layer's (fractional for
 low-rank or residual sharing); the "last 10%" columns are the steady state of runs whose
 parameter set changes while they train (DLT), measured over the final tenth of the steps.
@@ -24,7 +26,7 @@ import argparse
 import json
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import yaml
@@ -47,15 +49,58 @@ def run(config: Path, out: Path, overrides: list[str], launcher: list[str],
             code = subprocess.run(cmd).returncode
         else:
             out.parent.mkdir(parents=True, exist_ok=True)
-            with open(log, "w") as f:
+            with open(log, "a") as f:  # appended: a resumed comparison keeps the earlier cause
+                f.write(f"$ {' '.join(cmd)} --quiet\n")
+                f.flush()
                 code = subprocess.run(cmd + ["--quiet"], stdout=f, stderr=subprocess.STDOUT).returncode
         if code:
             where = f", see {log}" if log is not None else ""
             raise SystemExit(f"compare: {config.stem} failed (exit {code}){where}")
     row = {"config": config.stem, **json.loads(result.read_text())}
-    layers = yaml.safe_load((out / "config.yaml").read_text())["model"]["layers"]
-    row["unique_layers_equiv"] = row["layer_params"] / (row["dense_layer_params"] / layers)
+    row["unique_layers_equiv"] = row["layer_params"] / (row["dense_layer_params"]
+                                                        / stacked_layers(row, out))
     return row
+
+
+def stacked_layers(row: dict, out: Path) -> int:
+    """Layer positions of the run's model; from its config for results written before
+    ``count`` recorded them (both stacks for translation)."""
+    if "layers" in row:
+        return row["layers"]
+    model = yaml.safe_load((out / "config.yaml").read_text())["model"]
+    if row.get("task") == "translation":
+        return ((model.get("encoder_layers") or model["layers"])
+                + (model.get("decoder_layers") or model["layers"]))
+    return model["layers"]
+
+
+def run_all(one, configs: list[Path], jobs: int) -> list[dict]:
+    """``one(config)`` for every config, ``jobs`` at a time, results in config order. A run is
+    started only while none has failed; the first failure is reported at once, the runs
+    already going are waited for (they resume on the next call), then it ends the program."""
+    if jobs == 1:
+        return [one(cfg) for cfg in configs]
+    queue, running, results, failed = list(enumerate(configs)), {}, {}, None
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        while queue or running:
+            while queue and len(running) < jobs:
+                i, cfg = queue.pop(0)
+                running[pool.submit(one, cfg)] = i
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                i = running.pop(future)
+                if future.exception() is None:
+                    results[i] = future.result()
+                elif failed is None:
+                    failed, queue = future.exception(), []
+                    if running:
+                        print(f"{failed}; waiting for the runs already started",
+                              file=sys.stderr, flush=True)
+    if isinstance(failed, SystemExit):
+        raise SystemExit(str(failed))
+    if failed is not None:
+        raise failed
+    return [results[i] for i in range(len(configs))]
 
 
 def write(path: Path, text: str) -> None:
@@ -73,7 +118,7 @@ def metric_of(rows: list[dict]) -> tuple[str, str, bool]:
 
 
 def table(rows: list[dict], key: str, label: str) -> str:
-    final = all("final_peak_mem_bytes" in r for r in rows)  # CUDA runs
+    final = any("final_tokens_per_s" in r for r in rows)
     head = (f"| config | method | params | unique layer params | unique layers | "
             f"layer compression | {label} | train tokens/s | peak memory (MiB) |")
     if final:
@@ -84,9 +129,10 @@ def table(rows: list[dict], key: str, label: str) -> str:
                 f"{r['layer_params']:,} | {r['unique_layers_equiv']:.1f} | "
                 f"{r['dense_layer_params'] / r['layer_params']:.2f}x | {r[key]:.3f} | "
                 f"{r['train_tokens_per_s']:,.0f} | {r['peak_mem_bytes'] / 2**20:,.0f} |")
-        if final:
-            line += (f" {r['final_tokens_per_s']:,.0f} | "
-                     f"{r['final_peak_mem_bytes'] / 2**20:,.0f} |")
+        if final:  # "-": a CPU run (no resettable peak) or one resumed inside its window
+            speed, mem = r.get("final_tokens_per_s"), r.get("final_peak_mem_bytes")
+            line += (f" {'-' if speed is None else f'{speed:,.0f}'} | "
+                     f"{'-' if mem is None else f'{mem / 2**20:,.0f}'} |")
         lines.append(line)
     return "\n".join(lines)
 
@@ -135,14 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         log = args.out / f"{cfg.stem}.log" if args.jobs > 1 else None
         return run(cfg, args.out / cfg.stem, args.set, launcher, log)
 
-    if args.jobs == 1:
-        rows = [one(cfg) for cfg in args.configs]
-    else:
-        pool = ThreadPoolExecutor(max_workers=args.jobs)
-        try:
-            rows = list(pool.map(one, args.configs))
-        finally:  # after a failure, start no further run (those running finish, resumable)
-            pool.shutdown(cancel_futures=True)
+    rows = run_all(one, args.configs, args.jobs)
     key, label, higher = metric_of(rows)
     text = table(rows, key, label)
     args.out.mkdir(parents=True, exist_ok=True)

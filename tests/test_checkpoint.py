@@ -58,39 +58,35 @@ def test_load_structure_reads_no_weights(tmp_path, monkeypatch):
 
     model = layershare.convert(T.llama(), method="residual", rank=2)
     layershare.save(model, tmp_path / "ck")
+    real_open = ck.safe_open
+
+    class HeaderOnly:  # safe_open whose tensor-reading calls fail
+        def __init__(self, *args, **kwargs):
+            self.f = real_open(*args, **kwargs)
+
+        def __enter__(self):
+            self.f.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+        def keys(self):
+            return self.f.keys()
+
+        def get_slice(self, name):
+            inner = self.f.get_slice(name)
+            return type("Slice", (), {"get_shape": lambda _self: inner.get_shape()})()
+
+        def __getattr__(self, name):
+            raise AssertionError(f"weights were read ({name})")
 
     def boom(*args, **kwargs):
         raise AssertionError("weights were read")
 
+    monkeypatch.setattr(ck, "safe_open", HeaderOnly)
     monkeypatch.setattr(ck, "load_file", boom)
     assert layershare.count(layershare.load_structure(tmp_path / "ck")) == layershare.count(model)
-
-
-def test_dense_model_saves_and_loads(tmp_path):
-    model = T.gpt2()
-    layershare.save(model, tmp_path / "ck")
-    assert json.loads((tmp_path / "ck" / "layershare.json").read_text())["config"] is None
-    assert torch.equal(_out(layershare.load(tmp_path / "ck"), "gpt2"), _out(model, "gpt2"))
-
-
-def test_save_replaces_atomically_and_leaves_no_temporaries(tmp_path):
-    target = tmp_path / "ck"
-    layershare.save(layershare.convert(T.gpt2(), method="tied"), target)
-    layershare.save(layershare.convert(T.gpt2(), method="residual", rank=2), target)
-    assert json.loads((target / "layershare.json").read_text())["config"]["method"] == "residual"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
-
-
-def test_failed_save_leaves_nothing(tmp_path, monkeypatch):
-    import layershare.checkpoint as ck
-
-    def boom(*args, **kwargs):
-        raise RuntimeError("disk full")
-
-    monkeypatch.setattr(ck, "save_file", boom)
-    with pytest.raises(RuntimeError):
-        layershare.save(T.gpt2(), tmp_path / "ck")
-    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("damage, message", [

@@ -11,6 +11,7 @@ Every tensor counts once however many layers hold it. Categories:
 
 ``dense_layer_params`` is what the stacks would hold unshared: each layer counted on its own,
 each converted matrix as ``m n``. ``compression = dense_layer_params / layer_params``.
+``layers`` is the number of layer positions in the stacks (encoder + decoder for two stacks).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class ParamCount:
     head: int
     dense_layer_params: int
     dense_params: int
+    layers: int
 
     @property
     def compression(self) -> float:
@@ -50,6 +52,7 @@ class ParamCount:
                 ("    other", self.other), ("  head and rest", self.head),
                 ("dense equivalent", self.dense_params),
                 ("dense layer stack", self.dense_layer_params)]
+        rows.append(("layers (positions)", self.layers))
         lines = [f"{name:<22}{value:>14,}" for name, value in rows]
         return "\n".join(lines + [f"{'layer compression':<22}{self.compression:>13.2f}x"])
 
@@ -99,7 +102,8 @@ def count(model: nn.Module) -> ParamCount:
     unique = layer_params + c["embeddings"] + c["head"]
     return ParamCount(unique_params=unique, layer_params=layer_params,
                       dense_layer_params=dense_layers,
-                      dense_params=unique - layer_params + dense_layers, **c)
+                      dense_params=unique - layer_params + dense_layers,
+                      layers=sum(len(layers) for layers in layer_lists), **c)
 
 
 def _dense_layer_size(layer: nn.Module) -> int:
