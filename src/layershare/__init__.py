@@ -17,6 +17,6 @@ from .merge import merge
 from .plan import SharingPlan
 from .surgery import convert
 
-__all__ = ["convert", "count", "save", "load", "load_structure", "merge", "ShareConfig", "SharingPlan",
-           "ParamCount", "LayershareError"]
+__all__ = ["convert", "count", "save", "load", "load_structure", "merge", "ShareConfig",
+           "SharingPlan", "ParamCount", "LayershareError"]
 __version__ = "0.1.0"

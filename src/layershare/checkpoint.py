@@ -12,8 +12,8 @@ A checkpoint is a directory:
 structure, not the weights) and copies the stored tensors in; nothing is unpickled
 (safetensors, ``json``). ``load_structure`` does the same on the meta device against the
 safetensors header alone: the model's shape and counts without reading or allocating a
-single weight (``layershare inspect`` on a checkpoint of any size). Writes go to a temporary directory renamed into place, so a crash
-never leaves a half-written checkpoint.
+single weight (``layershare inspect`` on a checkpoint of any size). Writes go to a temporary
+directory renamed into place, so a crash never leaves a half-written checkpoint.
 """
 
 from __future__ import annotations

@@ -51,8 +51,8 @@ class ParamCount:
                 ("    low-rank", self.lowrank), ("    diagonal", self.diagonal),
                 ("    other", self.other), ("  head and rest", self.head),
                 ("dense equivalent", self.dense_params),
-                ("dense layer stack", self.dense_layer_params)]
-        rows.append(("layers (positions)", self.layers))
+                ("dense layer stack", self.dense_layer_params),
+                ("layers (positions)", self.layers)]
         lines = [f"{name:<22}{value:>14,}" for name, value in rows]
         return "\n".join(lines + [f"{'layer compression':<22}{self.compression:>13.2f}x"])
 
