@@ -25,7 +25,7 @@ from tqdm import tqdm
 import layershare
 from layershare.checkpoint import atomic_directory
 from layershare.data import load_splits, prepare
-from layershare.hub import quiet_transformers
+from layershare.formats.hub import quiet_transformers
 
 VARIANTS = [  # (label, convert options); None = the dense model cut to N layers
     ("dense, 6 layers", None, 6),

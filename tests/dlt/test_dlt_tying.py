@@ -164,7 +164,7 @@ def test_save_load_keeps_only_unique_layers(tmp_path, name):
     assert TiedStack(loaded).state == [0, 0, 2, 2]
     assert torch.allclose(tiny_models.output(loaded, kwargs), tiny_models.output(model, kwargs),
                           atol=1e-5)
-    from layershare.cli import inspect_report
+    from layershare.cli.share import inspect_report
     report = inspect_report(tmp_path / "ck")
     assert report["method"] == "tied" and report["layer_params"] == 2 * tied.layer_params()
 

@@ -22,7 +22,7 @@ def test_two_processes_equal_one(tmp_path, text_data, share):
     train(load_config(None, sets), tmp_path / "one", progress=False)
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "layershare.cli_train", "train", "--quiet", "--out", str(tmp_path / "two")]
+           "-m", "layershare", "train", "--quiet", "--out", str(tmp_path / "two")]
     cmd += [a for s in sets for a in ("--set", s)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                           env={"OMP_NUM_THREADS": "1", **os.environ})

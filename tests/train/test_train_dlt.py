@@ -7,7 +7,7 @@ import torch
 from train_helpers import tiny, weights
 
 import layershare
-from layershare.cli import inspect_report
+from layershare.cli.share import inspect_report
 from layershare.dlt import TiedStack, read_log, state_tensors
 from layershare.errors import LayershareError
 from layershare.train import describe, dlt_plugin, load_config, lr_at, train

@@ -12,7 +12,7 @@ import torch
 from train_helpers import tiny, weights
 
 import layershare
-from layershare.cli_train import main
+from layershare.cli import main
 from layershare.train import load_config, train
 from layershare.train.report import FinalWindow, read_metrics
 from layershare.train.state import recover
@@ -89,7 +89,7 @@ def test_resume_after_kill_matches_unbroken_run(tmp_path, text_data):
     train(load_config(None, sets), whole, progress=False)
 
     broken = tmp_path / "broken"
-    cmd = [sys.executable, "-m", "layershare.cli_train", "train", "--out", str(broken)]
+    cmd = [sys.executable, "-m", "layershare", "train", "--out", str(broken)]
     cmd += [a for s in sets for a in ("--set", s)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     info = broken / "checkpoints" / "last" / "info.json"

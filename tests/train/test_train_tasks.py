@@ -9,7 +9,7 @@ from train_helpers import tiny, weights
 
 import layershare
 from layershare.checkpoint import read_meta
-from layershare.cli_train import main
+from layershare.cli import main
 from layershare.train import load_config, train
 from layershare.train import trainer as trainer_mod
 from layershare.train.evaluate import bleu

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .errors import LayershareError
+from ..errors import LayershareError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

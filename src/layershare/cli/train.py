@@ -1,14 +1,12 @@
-"""Command-line verbs for training from scratch, registered into ``layershare``'s parser.
+"""Verbs for training from scratch and using a run directory.
 
-    layershare data prepare brown [--dir DATA_DIR]
     layershare train --config configs/lm-brown-residual.yaml [--set train.steps=200] --out runs/res
     torchrun --nproc_per_node=2 -m layershare train --config ... --out ...
     layershare eval runs/res [--split test]
     layershare translate runs/mt < de.txt > en.txt
     layershare generate runs/lm --prompt "The jury said"
 
-``add_commands(subparsers)`` adds them; every parser sets ``func``, so the main CLI calls
-``args.func(args)``. ``python -m layershare.cli_train ...`` runs these verbs alone.
+``add_commands(subparsers)`` adds them; every parser sets ``func``.
 """
 
 from __future__ import annotations
@@ -17,11 +15,11 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import LayershareError
+from ..errors import LayershareError
 
 
 def add_commands(sub) -> None:
-    """Register train, eval, translate, generate and data on an ``add_subparsers`` object."""
+    """Register train, eval, translate and generate on an ``add_subparsers`` object."""
     p = sub.add_parser("train", help="train a model from scratch from a YAML config")
     p.add_argument("--config", type=Path, help="YAML run config (see configs/); default: defaults")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -52,19 +50,9 @@ def add_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("data", help="data recipes")
-    data_sub = p.add_subparsers(dest="data_command", metavar="prepare", required=True,
-                                parser_class=type(p))
-    q = data_sub.add_parser("prepare", help="fetch, clean and split a recipe (no-op if ready)")
-    q.add_argument("name", help="brown | libreoffice-de-en | wordnet-supersense")
-    q.add_argument("--dir", type=Path, default=None,
-                   help="data directory (default $LAYERSHARE_DATA or ./data)")
-    q.add_argument("--force", action="store_true", help="rebuild even when ready")
-    q.set_defaults(func=cmd_data_prepare)
-
 
 def cmd_train(args) -> None:
-    from .train import describe, load_config, train
+    from ..train import describe, load_config, train
 
     if args.help_config:
         print("\n".join(describe()))
@@ -79,10 +67,10 @@ def run_dir(directory: Path):
     """(config, model, task, device, autocast) of a finished run directory."""
     import yaml
 
-    from . import load
-    from .train.config import config_from_dict
-    from .train.datasets import build_task
-    from .train.trainer import autocast_for, pick_device
+    from .. import load
+    from ..train.config import config_from_dict
+    from ..train.datasets import build_task
+    from ..train.trainer import autocast_for, pick_device
 
     config_path, model_dir = directory / "config.yaml", directory / "model"
     if not config_path.is_file() or not model_dir.is_dir():
@@ -94,14 +82,14 @@ def run_dir(directory: Path):
 
 
 def _tokenizer(directory: Path):
-    from .data import load_tokenizer
+    from ..data import load_tokenizer
     return load_tokenizer(directory / "model" / "tokenizer.json"
                           if (directory / "model" / "tokenizer.json").is_file()
                           else directory / "tokenizer.json")
 
 
 def cmd_eval(args) -> None:
-    from .train.evaluate import split_metrics
+    from ..train.evaluate import split_metrics
 
     cfg, model, device, autocast, build_task = run_dir(args.dir)
     task = build_task(cfg, args.dir, progress=False, setup=False)
@@ -110,7 +98,7 @@ def cmd_eval(args) -> None:
 
 
 def cmd_translate(args) -> None:
-    from .train.evaluate import translate_lines
+    from ..train.evaluate import translate_lines
 
     cfg, model, device, autocast, _ = run_dir(args.dir)
     if cfg.task != "translation":
@@ -125,7 +113,7 @@ def cmd_translate(args) -> None:
 def cmd_generate(args) -> None:
     import torch
 
-    from .data import BOS_ID, EOS_ID
+    from ..data import BOS_ID, EOS_ID
 
     cfg, model, device, autocast, _ = run_dir(args.dir)
     if cfg.task != "lm":
@@ -147,19 +135,3 @@ def cmd_generate(args) -> None:
                              generator=generator)
     text = tok.decode([t for t in out[0].tolist() if t not in (EOS_ID, BOS_ID)])
     print(text)
-
-
-def cmd_data_prepare(args) -> None:
-    from .data import prepare
-    prepare(args.name, args.dir, force=args.force)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m layershare.cli_train ...`` is ``python -m layershare ...``."""
-    from .cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
