@@ -1,8 +1,8 @@
 """Loading and writing transformers models from local files only (never a hub).
 
-``from_local(src)`` takes a transformers model directory (``config.json`` + weights) or a
-``.gguf`` file; the class comes from ``config.architectures`` and must be one of
-transformers' own (no ``trust_remote_code``).
+``from_local(src)`` takes a transformers model directory (``config.json`` + weights), a
+``.gguf`` file or a short name of formats/pretrained.py (``smollm2-135m``); the class comes
+from ``config.architectures`` and must be one of transformers' own (no ``trust_remote_code``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import LayershareError
+from .pretrained import resolve
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -30,10 +31,10 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 
 def from_local(src: str | os.PathLike) -> nn.Module:
-    """The transformers model stored at ``src`` (directory or .gguf file), in eval mode."""
+    """The transformers model stored at ``src`` (directory, .gguf file, short name), in eval mode."""
     import transformers
 
-    src = Path(src)
+    src = resolve(src)
     if not src.exists():
         raise LayershareError(f"{src}: no such file or directory")
     kwargs = {}
@@ -57,7 +58,7 @@ def from_local(src: str | os.PathLike) -> nn.Module:
 
 def tokenizer_files(directory: str | os.PathLike) -> dict[str, Path]:
     """The tokenizer files next to a model, to copy along with it."""
-    directory = Path(directory)
+    directory = resolve(directory)
     directory = directory.parent if directory.is_file() else directory
     return {n: directory / n for n in TOKENIZER_FILES if (directory / n).is_file()}
 
@@ -65,3 +66,28 @@ def tokenizer_files(directory: str | os.PathLike) -> dict[str, Path]:
 def copy_files(files: dict[str, Path], directory: Path) -> None:
     for name, path in files.items():
         shutil.copy2(path, directory / name)
+
+
+def auto_tokenizer(src: str | os.PathLike):
+    """The transformers tokenizer of a model directory, .gguf file or short name."""
+    import transformers
+
+    src = resolve(src)
+    kwargs = {}
+    if src.is_file():
+        src, kwargs = src.parent, {"gguf_file": src.name}
+    try:
+        return transformers.AutoTokenizer.from_pretrained(src, **kwargs)
+    except (OSError, ValueError, KeyError, ImportError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LayershareError(f"{src}: cannot load its tokenizer ({first})") from None
+
+
+def save_tokenizer(src: str | os.PathLike, directory: Path) -> None:
+    """Put ``src``'s tokenizer into ``directory``: its files copied, or (GGUF, whose tokenizer
+    lives inside the weights file) written out by transformers as tokenizer.json."""
+    files = tokenizer_files(src)
+    if files:
+        copy_files(files, directory)
+    elif resolve(src).suffix == ".gguf":
+        auto_tokenizer(src).save_pretrained(directory)
