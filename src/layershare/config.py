@@ -39,6 +39,10 @@ class ShareConfig:
         "help": "path of the layer ModuleList, for architectures layershare does not know"})
     linears: dict[str, str | list[str]] | None = field(default=None, metadata={
         "help": "with stack: {name inside a layer: kind or kinds}"})
+    ranks: dict[str, dict[str, list[int]]] | None = field(default=None, metadata={
+        "help": "per-matrix ranks that override rank: {stack path: {matrix name: [rank of "
+                "layer 0, layer 1, ...]}} (written by compress --keep; lowrank groups use "
+                "the rank of their first layer)"})
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -56,6 +60,22 @@ class ShareConfig:
             raise LayershareError("linears= needs stack= too")
         if self.diag is None:
             self.diag = self.method == "residual"
+        for path, per_name in (self.ranks or {}).items():
+            for name, ranks in per_name.items():
+                if not (isinstance(ranks, list) and all(
+                        isinstance(r, int) and not isinstance(r, bool) and r >= least for r in ranks)):
+                    raise LayershareError(f"ranks[{path!r}][{name!r}] must be a list of integers "
+                                          f">= {least}, got {ranks!r}")
+
+    def rank_of(self, stack: str, name: str, layer: int) -> int:
+        """The rank of matrix ``name`` in layer ``layer`` of ``stack`` (``ranks`` or ``rank``)."""
+        ranks = (self.ranks or {}).get(stack, {}).get(name)
+        if ranks is None:
+            return self.rank
+        if layer >= len(ranks):
+            raise LayershareError(f"ranks[{stack!r}][{name!r}] has {len(ranks)} entries, "
+                                  f"the stack has more layers")
+        return ranks[layer]
 
     def to_dict(self) -> dict:
         return asdict(self)

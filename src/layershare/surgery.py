@@ -19,7 +19,7 @@ from .lowrank import LowRankLinear
 from .plan import SharingPlan
 from .residual import ResidualLinear
 from .slots import Slot
-from .svd import pick_shared, random_factors, shared_basis
+from .svd import pick_shared, random_factors, shared_basis, stepwise_layer
 
 
 @dataclass(frozen=True)
@@ -55,73 +55,123 @@ def _selected(names_kinds, matrices) -> tuple[str, ...]:
     return tuple(chosen)
 
 
+class DataFreeFit:
+    """Fits from the dense weights alone (``convert``); ``compress.CalibratedFit`` fits the
+    same factors in the metric of calibration data. ``slot`` says which matrix is fitted."""
+
+    def residual(self, module: ResidualLinear, weight, slot: Slot) -> None:
+        module.fit(weight)
+
+    def basis(self, weights, rank: int, slots: list[Slot]):
+        return shared_basis(weights, rank)
+
+    def diagonal(self, residual, slot: Slot):
+        return torch.diagonal(residual)
+
+
 def convert(model: nn.Module, method: str = "residual", **options) -> nn.Module:
     """Share weights across the layers of ``model`` (in place; the model is returned).
 
     ``options`` are the fields of :class:`~layershare.config.ShareConfig`: ``group_size``,
     ``rank``, ``strategy``, ``init``, ``diag``, ``matrices``, ``tie_other``, ``stack``,
-    ``linears``. Weights are initialised from the model's current (dense) weights, see
-    ResidualLinear.fit, LowRankLinear and svd.pick_shared.
+    ``linears``, ``ranks``. Weights are initialised from the model's current (dense) weights,
+    see ResidualLinear.fit, LowRankLinear and svd.pick_shared.
     """
+    config = options.pop("config", None) or ShareConfig(method=method, **options)
+    stacks = plan_stacks(model, config)
+    for stack in stacks:
+        convert_groups(model, config, stack, range(stack.plan.num_groups))
+    mark_converted(model, config, stacks)
+    return model
+
+
+def plan_stacks(model: nn.Module, config: ShareConfig) -> list[Stack]:
+    """The stacks ``config`` converts, with their plans and selected matrices (no change yet)."""
     if getattr(model, "layershare_config", None) is not None:
         raise LayershareError("this model is converted already; merge it first")
-    config = options.pop("config", None) or ShareConfig(method=method, **options)
     stacks = []
     for spec in stack_specs(model, config):
         layers = model.get_submodule(spec.path)
         plan = SharingPlan.build(len(layers), config.group_size, config.strategy)
-        names = _selected(spec.linears, config.matrices)
-        with torch.no_grad():
-            for name in names:
+        stacks.append(Stack(spec.path, plan, _selected(spec.linears, config.matrices)))
+    return stacks
+
+
+def convert_groups(model: nn.Module, config: ShareConfig, stack: Stack, groups,
+                   fit: DataFreeFit | None = None) -> None:
+    """Convert the layers of ``groups`` (group ids of ``stack.plan``) in place, fitting with
+    ``fit`` (default: from the weights alone). ``compress`` calls it block by block."""
+    fit = fit or DataFreeFit()
+    layers = stack.layers(model)
+    groups = list(groups)
+    with torch.no_grad():
+        for name in stack.linears:
+            if config.method == "tied":
                 slots = [Slot(layer, name) for layer in layers]
-                if config.method == "tied":
-                    for i in range(len(slots[0].tensors())):
-                        _tie(config, plan, [s.tensors()[i] for s in slots])
-                else:
-                    _share_matrix(config, plan, slots)
-            if config.method == "tied" and config.tie_other:
-                for holders in _other_parameters(layers, names):
-                    _tie(config, plan, holders)
-        stacks.append(Stack(spec.path, plan, names))
+                for i in range(len(slots[0].tensors())):
+                    _tie(config, stack.plan, [s.tensors()[i] for s in slots], groups)
+            else:
+                _share_matrix(config, stack, name, layers, groups, fit)
+        if config.method == "tied" and config.tie_other:
+            for holders in _other_parameters(layers, stack.linears):
+                _tie(config, stack.plan, holders, groups)
+
+
+def mark_converted(model: nn.Module, config: ShareConfig, stacks: list[Stack]) -> None:
     model.layershare_config = config
     model.layershare_stacks_converted = tuple(stacks)
-    return model
 
 
-def _share_matrix(config: ShareConfig, plan: SharingPlan, slots: list[Slot]) -> None:
-    """Replace one matrix of every layer (``slots[l]``) by its residual or low-rank form."""
-    dense = [s.weight().detach() for s in slots]
-    m, n = dense[0].shape
-    rank = min(config.rank, m, n)
-    for group in range(plan.num_groups):
+def _share_matrix(config: ShareConfig, stack: Stack, name: str, layers: nn.ModuleList,
+                  groups: list[int], fit: DataFreeFit) -> None:
+    """Replace matrix ``name`` of the layers in ``groups`` by its residual or low-rank form.
+
+    Only the groups' own dense weights are read (``stepwise`` reads one more layer's, taken
+    before any of ``groups`` is replaced), so a caller converting block by block never needs
+    a dense copy of the whole stack.
+    """
+    plan = stack.plan
+    steps = {}
+    if config.method == "residual" and config.init == "stepwise":
+        for group in groups:
+            step = stepwise_layer(group, plan.num_groups, plan.num_layers)
+            steps[group] = Slot(layers[step], name).weight().detach()
+    for group in groups:
         members = plan.members(group)
+        slots = {l: Slot(layers[l], name) for l in members}
+        dense = {l: slots[l].weight().detach() for l in members}
+        m, n = dense[members[0]].shape
         if config.method == "residual":
-            value = pick_shared([dense[l] for l in members], config.init, group,
-                                plan.num_groups, dense)
-            shared = nn.Parameter(value.contiguous())
+            shared = nn.Parameter(pick_shared([dense[l] for l in members], config.init,
+                                              steps.get(group)).contiguous())
             for l in members:
+                rank = min(config.rank_of(stack.path, name, l), m, n)
                 new = ResidualLinear(shared, rank, slots[l].bias(), config.diag, slots[l].conv1d)
                 if config.init != "scratch":
-                    new.fit(dense[l])
+                    fit.residual(new, dense[l], slots[l])
                 slots[l].install(new)
         else:  # lowrank: a basis shared by the group (Basis Sharing), coefficients per layer
             weights = [dense[l] for l in members]
+            rank = min(config.rank_of(stack.path, name, members[0]), m, n)
             basis, coeffs = (random_factors(weights, rank) if config.init == "scratch"
-                             else shared_basis(weights, rank))
+                             else fit.basis(weights, rank, [slots[l] for l in members]))
             basis = nn.Parameter(basis.contiguous())
             for l, coeff in zip(members, coeffs):
-                diag = torch.diagonal(dense[l] - basis @ coeff) if config.diag else None
+                diag = None
+                if config.diag:
+                    diag = fit.diagonal(dense[l] - basis @ coeff, slots[l])
                 slots[l].install(LowRankLinear(basis, coeff.contiguous(), slots[l].bias(), diag,
                                                slots[l].conv1d))
 
 
-def _tie(config: ShareConfig, plan: SharingPlan, holders: list[tuple[nn.Module, str]]) -> None:
+def _tie(config: ShareConfig, plan: SharingPlan, holders: list[tuple[nn.Module, str]],
+         groups: list[int]) -> None:
     """Tied: every layer of a group holds one Parameter (``holders[l]`` = (module, name))."""
     originals = [getattr(module, name) for module, name in holders]
-    for group in range(plan.num_groups):
+    for group in groups:
         members = plan.members(group)
-        value = pick_shared([originals[l] for l in members], config.init, group,
-                            plan.num_groups, originals)
+        value = pick_shared([originals[l] for l in members], config.init,
+                            originals[stepwise_layer(group, plan.num_groups, len(originals))])
         shared = nn.Parameter(value.contiguous(), requires_grad=originals[0].requires_grad)
         for l in members:
             module, name = holders[l]

@@ -69,21 +69,25 @@ def random_factors(weights: list[Tensor], rank: int) -> tuple[Tensor, list[Tenso
             [torch.randn(rank, n, **kw) * std for _ in weights])
 
 
-def pick_shared(weights: list[Tensor], init: str, group: int, num_groups: int,
-                stack: list[Tensor]) -> Tensor:
+def stepwise_layer(group: int, num_groups: int, num_layers: int) -> int:
+    """The stack layer whose weight group ``group`` takes under ``init="stepwise"``."""
+    return group * num_layers // num_groups
+
+
+def pick_shared(weights: list[Tensor], init: str, stepwise: Tensor | None = None) -> Tensor:
     """The full-rank weight a group starts from.
 
-    ``weights`` are the group members' dense tensors (in stack order), ``stack`` those of all
-    layers. Inits follow Relaxed Recursive Transformers (Bae et al., ICLR 2025):
-    ``mean`` averages the members; ``first`` (RRT's "lower") takes the first member;
-    ``stepwise`` takes stack layer ``floor(g * L / G)`` for group ``g`` of ``G``, which for
-    ``cycle`` plans is a layer outside the group; ``scratch`` behaves as ``first`` (every layer
-    of a group then starts equal to it).
+    ``weights`` are the group members' dense tensors (in stack order). Inits follow Relaxed
+    Recursive Transformers (Bae et al., ICLR 2025): ``mean`` averages the members; ``first``
+    (RRT's "lower") takes the first member; ``stepwise`` takes ``stepwise``, the dense weight of
+    stack layer ``stepwise_layer(g, G, L)`` for group ``g`` of ``G``, which for ``cycle`` plans
+    is a layer outside the group; ``scratch`` behaves as ``first`` (every layer of a group then
+    starts equal to it).
     """
     if init not in INITS:
         raise LayershareError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
     if init == "mean":
         return torch.stack([w.detach() for w in weights]).mean(0)
     if init == "stepwise":
-        return stack[group * len(stack) // num_groups].detach().clone()
+        return stepwise.detach().clone()
     return weights[0].detach().clone()
