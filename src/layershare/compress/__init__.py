@@ -1,0 +1,199 @@
+"""``compress``: a trained model made smaller, its factors fitted to calibration data.
+
+    import layershare
+    from layershare.compress import compress
+    result = compress(model, calib=batches, method="residual", group_size=2, keep=0.6)
+    layershare.save(result.model, "small/")
+
+The model is converted exactly as ``layershare.convert`` would (same modules, same
+checkpoint format), but each factor is the optimum in the metric of the model's own
+activations, ``||(W - W') X^T||`` (compress/whiten.py), instead of ``||W - W'||``:
+
+* ``lowrank`` K = 1: SVD-LLM's whitened truncated SVD; K > 1: Basis Sharing with whitening;
+* ``residual``: the shared ``S_g`` as ``convert`` picks it (mean / first / stepwise), the
+  per-layer low-rank term as the whitened SVD of ``W_l - S_g``, then the closed-form
+  diagonal that best reduces what remains;
+* ``tied``: the group mean, from the weights alone (the floor every method must beat).
+
+Calibration runs layer by layer (compress/sequential.py): in sequential mode (default) each
+block is fitted on the activations that the already compressed blocks produce. ``calib=None``
+is the data-free fit (what ``convert`` does), with the same budget options. ``keep=F``
+chooses every rank so that the stack keeps at most F of its matrix parameters
+(compress/budget.py).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..config import ShareConfig
+from ..errors import LayershareError
+from ..slots import Slot
+from ..surgery import DataFreeFit, convert_groups, mark_converted, plan_stacks
+from . import budget
+from .calibrate import GramCollector
+from .sequential import Activations, blocks, capture_inputs, run_layer
+from .whiten import best_diagonal, whitened_basis, whitened_error, whitened_factors
+
+ALLOCATIONS = ("uniform", "spectrum")
+
+
+@dataclass
+class CompressResult:
+    """The compressed model and what the fit achieved."""
+
+    model: nn.Module
+    keep: float                    # achieved fraction of the stack's matrix parameters
+    errors: dict[str, list[float]] = field(default_factory=dict)  # matrix name -> relative
+    #                                whitened error ||(W - W') X^T||^2 / ||W X^T||^2 per layer
+    seconds: float = 0.0
+    calib_tokens: int = 0
+
+    def error_table(self) -> list[tuple[str, float, float]]:
+        """(matrix name, mean, max) relative whitened error."""
+        return [(name, sum(e) / len(e), max(e)) for name, e in self.errors.items() if e]
+
+
+class CalibratedFit(DataFreeFit):
+    """The fits of compress/whiten.py with the Gram matrices of one block; records each
+    matrix's relative whitened error ``||(W - W') X^T||^2 / ||W X^T||^2`` in ``errors``."""
+
+    def __init__(self, grams: GramCollector, errors: dict[str, list[float]]):
+        self.grams, self.errors = grams, errors
+        self._entry: dict[int, tuple[int, float]] = {}  # slot module -> (index, ||W X^T||^2)
+
+    def _gram(self, slot: Slot):
+        return self.grams.gram(slot.module)
+
+    def _record(self, slot: Slot, error, weight=None) -> None:
+        G = self._gram(slot)
+        if weight is not None:  # a new matrix; otherwise an improved fit of the last one
+            values = self.errors.setdefault(slot.name, [])
+            self._entry[id(slot.module)] = (len(values), max(whitened_error(weight, G), 1e-300))
+            values.append(0.0)
+        index, energy = self._entry[id(slot.module)]
+        self.errors[slot.name][index] = whitened_error(error, G) / energy
+
+    def residual(self, module, weight, slot) -> None:
+        G = self._gram(slot)
+        delta = weight.double() - module.shared.double()
+        if module.rank > 0:
+            a, b = whitened_factors(delta, G, module.rank)
+            module.lora_a.copy_(a)
+            module.lora_b.copy_(b)
+            delta = delta - a.double() @ b.double()
+        if module.diag is not None:
+            module.diag.copy_(best_diagonal(delta, G))
+        self._record(slot, weight - module.merged_weight(), weight)
+
+    def basis(self, weights, rank, slots):
+        basis, coeffs = whitened_basis(weights, [self._gram(s) for s in slots], rank)
+        for slot, weight, coeff in zip(slots, weights, coeffs):
+            self._record(slot, weight - basis @ coeff, weight)
+        return basis, coeffs
+
+    def diagonal(self, residual, slot):
+        d = best_diagonal(residual, self._gram(slot))
+        k = len(d)
+        remaining = residual.clone()
+        remaining[:k, :k] -= torch.diag(d)
+        self._record(slot, remaining)
+        return d
+
+
+def compress(model: nn.Module, calib: list[dict] | None = None, method: str = "residual",
+             keep: float | None = None, rank: int | None = None, group_size: int = 2,
+             allocate: str = "uniform", sequential: bool = True, progress: bool = True,
+             **share) -> CompressResult:
+    """Compress ``model`` in place (see the module docstring).
+
+    ``calib``: calibration batches, each a dict of model inputs (``{"input_ids": ...}``), or
+    None for the data-free fit. Exactly one of ``keep`` (fraction of the stack's matrix
+    parameters to keep) and ``rank`` (one rank for every matrix). ``share``: further
+    ShareConfig fields (``strategy``, ``init``, ``diag``, ``matrices``...).
+    """
+    start = time.perf_counter()
+    if (keep is None) == (rank is None):
+        raise LayershareError("give exactly one of keep= and rank=")
+    if allocate not in ALLOCATIONS:
+        raise LayershareError(f"unknown allocation {allocate!r}; choose {' or '.join(ALLOCATIONS)}")
+    if allocate == "spectrum" and (keep is None or calib is None or method == "tied"):
+        raise LayershareError("--allocate spectrum needs --keep, calibration data and a "
+                              "residual or lowrank method")
+    if calib is not None and not calib:
+        raise LayershareError("no calibration batches")
+    if keep is not None:
+        keep = budget.check_keep(keep)
+    config = ShareConfig(method=method, group_size=group_size,
+                         rank=rank if rank is not None else (0 if method == "residual" else 1),
+                         **share)
+    if keep is not None and method == "tied":
+        size = budget.tied_group_size(keep, min(len(model.get_submodule(s.path))
+                                                 for s in plan_stacks(model, config)))
+        config = ShareConfig(**{**config.to_dict(), "group_size": size})
+    stacks = plan_stacks(model, config)
+    if keep is not None and method != "tied":
+        config.ranks = _uniform_ranks(model, config, stacks, keep)
+    errors: dict[str, list[float]] = {}
+    was_training = model.training
+    model.eval()
+    tokens = 0
+    bar = tqdm(total=sum(s.plan.num_layers for s in stacks), unit="layer", desc="compress",
+               disable=not progress)
+    for stack in stacks:
+        if calib is None or method == "tied":
+            convert_groups(model, config, stack, range(stack.plan.num_groups))
+            bar.update(stack.plan.num_layers)
+            continue
+        tokens = _calibrated_stack(model, config, stack, calib, sequential, errors, bar)
+    bar.close()
+    mark_converted(model, config, stacks)
+    model.train(was_training)
+    unique, dense = budget.matrix_params(model)
+    return CompressResult(model, unique / dense, errors, time.perf_counter() - start, tokens)
+
+
+def _uniform_ranks(model, config, stacks, keep) -> dict:
+    ranks = {}
+    for stack in stacks:
+        layers = stack.layers(model)
+        per_name = {}
+        for name in stack.linears:
+            m, n = Slot(layers[0], name).weight().shape
+            r = budget.uniform_rank(config.method, keep, m, n, stack.plan.num_layers,
+                                    stack.plan.num_groups, bool(config.diag))
+            per_name[name] = [r] * stack.plan.num_layers
+        ranks[stack.path] = per_name
+    return ranks
+
+
+def _calibrated_stack(model, config, stack, calib, sequential, errors, bar) -> int:
+    """Fit one stack block by block on its captured inputs; returns the calibration tokens."""
+    layers = stack.layers(model)
+    acts = capture_inputs(model, layers, calib)
+    for block_layers, block_groups in blocks(stack.plan):
+        slots = [Slot(layers[l], name) for l in block_layers for name in stack.linears]
+        fused = [s.name for s in slots if s.module is None]
+        if fused:
+            raise LayershareError(f"calibrated compression needs nn.Linear or Conv1D matrices; "
+                                  f"{fused[0]!r} is a fused in_proj_weight (use calib none)")
+        with GramCollector([s.module for s in slots]) as grams:
+            dense_out = _run_block(layers, block_layers, acts)
+        convert_groups(model, config, stack, block_groups, CalibratedFit(grams, errors))
+        del grams
+        acts = Activations(_run_block(layers, block_layers, acts) if sequential else dense_out,
+                           acts.args, acts.kwargs)
+        bar.update(len(block_layers))
+    return sum(h.shape[:-1].numel() for h in acts.hidden)
+
+
+def _run_block(layers, block_layers, acts: Activations) -> list[torch.Tensor]:
+    hidden = acts.hidden
+    for l in block_layers:
+        hidden = run_layer(layers[l], Activations(hidden, acts.args, acts.kwargs))
+    return hidden
