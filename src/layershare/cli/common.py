@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from ..errors import LayershareError
 from ..plan import STRATEGIES
 
 
@@ -17,3 +19,34 @@ def strategy_arg(text: str):
         raise argparse.ArgumentTypeError(
             f"{text!r} is neither a strategy ({', '.join(STRATEGIES)}) nor a list of group ids "
             "like 0,0,1,1") from None
+
+
+def run_dir(directory: Path):
+    """(config, model, task, device, autocast) of a finished run directory."""
+    import yaml
+
+    from .. import load
+    from ..train.config import config_from_dict
+    from ..train.datasets import build_task
+    from ..train.trainer import autocast_for, pick_device
+
+    config_path, model_dir = directory / "config.yaml", directory / "model"
+    if not config_path.is_file() or not model_dir.is_dir():
+        raise LayershareError(f"{directory}: not a finished run (needs config.yaml and model/)")
+    cfg = config_from_dict(yaml.safe_load(config_path.read_text()))
+    device = pick_device(cfg)
+    model = load(model_dir).to(device).eval()
+    return cfg, model, device, autocast_for(cfg, device), build_task
+
+
+def load_model(src: str | Path):
+    """(model, tokenizer, kind) of a layershare checkpoint, a transformers directory, a .gguf
+    file or a short name; kind is "layershare" or "transformers"."""
+    from ..checkpoint import META, load
+    from ..formats.hub import auto_tokenizer, from_local
+    from ..formats.pretrained import resolve
+
+    path = resolve(src)
+    if path.is_dir() and (path / META).is_file():
+        return load(path), auto_tokenizer(path), "layershare"
+    return from_local(src), auto_tokenizer(src), "transformers"

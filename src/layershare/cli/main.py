@@ -1,8 +1,10 @@
 """The ``layershare`` command line: the parser and the one error boundary.
 
-    layershare convert | inspect | merge          (cli/share.py)
-    layershare train | eval | translate | generate (cli/train.py)
-    layershare data prepare NAME                  (cli/data.py)
+    layershare convert | inspect | merge    (cli/share.py)
+    layershare compress                     (cli/compress.py)
+    layershare eval                         (cli/evaluate.py)
+    layershare train | translate | generate (cli/train.py)
+    layershare data prepare NAME            (cli/data.py)
 
 Each verb group is one module with ``add_commands(subparsers)``; every verb sets ``func``.
 No verb module imports another. A user mistake prints one line on stderr and exits with
@@ -16,9 +18,9 @@ import argparse
 import sys
 
 from ..errors import LayershareError
-from . import data, share, train
+from . import compress, data, evaluate, share, train
 
-GROUPS = (share, train, data)
+GROUPS = (share, compress, evaluate, train, data)
 
 
 class _Parser(argparse.ArgumentParser):

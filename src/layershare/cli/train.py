@@ -2,7 +2,6 @@
 
     layershare train --config configs/lm-brown-residual.yaml [--set train.steps=200] --out runs/res
     torchrun --nproc_per_node=2 -m layershare train --config ... --out ...
-    layershare eval runs/res [--split test]
     layershare translate runs/mt < de.txt > en.txt
     layershare generate runs/lm --prompt "The jury said"
 
@@ -11,15 +10,15 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from ..errors import LayershareError
+from .common import run_dir
 
 
 def add_commands(sub) -> None:
-    """Register train, eval, translate and generate on an ``add_subparsers`` object."""
+    """Register train, translate and generate on an ``add_subparsers`` object."""
     p = sub.add_parser("train", help="train a model from scratch from a YAML config")
     p.add_argument("--config", type=Path, help="YAML run config (see configs/); default: defaults")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -28,11 +27,6 @@ def add_commands(sub) -> None:
     p.add_argument("--help-config", action="store_true", help="list every config key and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("eval", help="evaluate a trained run directory on a split")
-    p.add_argument("dir", type=Path, help="a run directory written by train")
-    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
-    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("translate", help="translate stdin (one sentence a line) to stdout")
     p.add_argument("dir", type=Path, help="a translation run directory")
@@ -63,38 +57,11 @@ def cmd_train(args) -> None:
     train(cfg, args.out, progress=not args.quiet)
 
 
-def run_dir(directory: Path):
-    """(config, model, task, device, autocast) of a finished run directory."""
-    import yaml
-
-    from .. import load
-    from ..train.config import config_from_dict
-    from ..train.datasets import build_task
-    from ..train.trainer import autocast_for, pick_device
-
-    config_path, model_dir = directory / "config.yaml", directory / "model"
-    if not config_path.is_file() or not model_dir.is_dir():
-        raise LayershareError(f"{directory}: not a finished run (needs config.yaml and model/)")
-    cfg = config_from_dict(yaml.safe_load(config_path.read_text()))
-    device = pick_device(cfg)
-    model = load(model_dir).to(device).eval()
-    return cfg, model, device, autocast_for(cfg, device), build_task
-
-
 def _tokenizer(directory: Path):
     from ..data import load_tokenizer
     return load_tokenizer(directory / "model" / "tokenizer.json"
                           if (directory / "model" / "tokenizer.json").is_file()
                           else directory / "tokenizer.json")
-
-
-def cmd_eval(args) -> None:
-    from ..train.evaluate import split_metrics
-
-    cfg, model, device, autocast, build_task = run_dir(args.dir)
-    task = build_task(cfg, args.dir, progress=False, setup=False)
-    result = split_metrics(task, model, args.split, device, args.dir, autocast)
-    print(json.dumps(result, indent=2))
 
 
 def cmd_translate(args) -> None:

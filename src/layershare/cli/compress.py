@@ -1,0 +1,102 @@
+"""``layershare compress``: a pretrained model made smaller, fitted to calibration data.
+
+    layershare compress smollm2-135m --method lowrank --group-size 1 --keep 0.6 --out small/
+    layershare compress SRC --method residual --group-size 2 --keep 0.8 --calib brown \\
+        --calib-tokens 16384 --seq-len 256 --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+from pathlib import Path
+
+from ..arch import KINDS
+from ..config import METHODS
+from ..errors import LayershareError
+from ..plan import STRATEGIES
+from ..svd import INITS
+from .common import strategy_arg
+
+
+def _keep(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--keep takes a fraction, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"--keep must lie strictly between 0 and 1, got {text}")
+    return value
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("compress", help="compress a pretrained model, calibrated on real text")
+    p.add_argument("src", help="transformers directory, .gguf file or short name (smollm2-135m, "
+                               "minilm-l6)")
+    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--group-size", type=int, default=2, help="layers per sharing group (K)")
+    size = p.add_mutually_exclusive_group(required=True)
+    size.add_argument("--rank", type=int, help="one rank for every matrix")
+    size.add_argument("--keep", type=_keep, help="fraction of the stack's matrix parameters kept")
+    p.add_argument("--allocate", choices=("uniform", "spectrum"), default="uniform",
+                   help="how --keep is spread: the same fraction per matrix, or by whitened spectrum")
+    p.add_argument("--calib", default="brown",
+                   help="calibration text: brown (its valid split), a text file, or none (data-free)")
+    p.add_argument("--calib-tokens", type=int, default=16384)
+    p.add_argument("--seq-len", type=int, default=256, help="tokens per calibration window")
+    p.add_argument("--batch-size", type=int, default=8, help="calibration windows per forward")
+    p.add_argument("--sequential", action=argparse.BooleanOptionalAction, default=True,
+                   help="fit each block on the outputs of the already compressed blocks")
+    p.add_argument("--strategy", type=strategy_arg, default="sequence",
+                   help=f"{' | '.join(STRATEGIES)} or explicit group ids")
+    p.add_argument("--init", choices=[i for i in INITS if i != "scratch"], default="mean")
+    p.add_argument("--diag", action=argparse.BooleanOptionalAction, default=None,
+                   help="per-layer diagonal (default: on for residual, off for lowrank)")
+    p.add_argument("--matrices", default=",".join(KINDS),
+                   help=f"comma-separated subset of {','.join(KINDS)}")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_compress)
+
+
+def calibration_batches(tokenizer, source: str, tokens: int, seq_len: int, batch_size: int):
+    """Windows of calibration text as model-input batches (brown: its valid split)."""
+    from ..data.windows import read_text, token_windows
+
+    if tokens < seq_len:
+        raise LayershareError(f"--calib-tokens ({tokens}) must be at least --seq-len ({seq_len})")
+    lines = read_text(source, "valid")
+    windows = token_windows(tokenizer, lines, seq_len, math.ceil(tokens / seq_len),
+                            what=f"calibration text {source}")
+    return [{"input_ids": windows[i:i + batch_size]} for i in range(0, len(windows), batch_size)]
+
+
+def cmd_compress(args) -> None:
+    from .. import count, save
+    from ..compress import compress
+    from ..formats.hub import auto_tokenizer, from_local, save_tokenizer
+
+    if args.rank is not None and args.rank < 0:
+        raise LayershareError(f"--rank must be >= 0, got {args.rank}")
+    model = from_local(args.src)
+    calib = None
+    if args.calib != "none":
+        calib = calibration_batches(auto_tokenizer(args.src), args.calib, args.calib_tokens,
+                                    args.seq_len, args.batch_size)
+    result = compress(model, calib, method=args.method, keep=args.keep, rank=args.rank,
+                      group_size=args.group_size, allocate=args.allocate,
+                      sequential=args.sequential, progress=not args.quiet,
+                      strategy=args.strategy, init=args.init, diag=args.diag,
+                      matrices=[m for m in args.matrices.split(",") if m])
+    with tempfile.TemporaryDirectory() as tok_dir:
+        save_tokenizer(args.src, Path(tok_dir))
+        save(model, args.out, extra_files={f.name: f for f in Path(tok_dir).iterdir()})
+    if result.errors:
+        print(f"{'matrix':<24}{'rel. whitened error':>20}{'max':>10}")
+        for name, mean, worst in result.error_table():
+            print(f"{name:<24}{mean:>20.4f}{worst:>10.4f}")
+    print(f"wrote {args.out} in {result.seconds:.1f} s "
+          f"(calibration: {'none' if calib is None else f'{result.calib_tokens:,} tokens of {args.calib}'})")
+    print(f"matrix parameters kept: {result.keep:.4f}" + (f" (asked {args.keep:g})" if args.keep else ""))
+    print(count(model))

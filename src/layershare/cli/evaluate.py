@@ -1,0 +1,66 @@
+"""``layershare eval``: perplexity of any causal LM, fidelity to the original, run directories.
+
+    layershare eval smollm2-135m --data brown [--split test] [--seq-len 512] [--windows 16]
+    layershare eval small/ --data brown --reference smollm2-135m      # + KL and top-1
+    layershare eval runs/res [--split test]                           # a training run
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import LayershareError
+from .common import load_model, run_dir
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("eval", help="perplexity (and fidelity) of a model, or a run's metrics")
+    p.add_argument("model", help="layershare checkpoint, transformers directory, .gguf, short "
+                                 "name, or a training run directory")
+    p.add_argument("--data", default=None,
+                   help="brown or a text file (default for a run directory: its own data)")
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    p.add_argument("--seq-len", type=int, default=512, help="tokens per window")
+    p.add_argument("--windows", type=int, default=16,
+                   help="the first N windows of the split (0 = all)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--reference", default=None,
+                   help="the original model: also report KL(original || model) and top-1 agreement")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_eval)
+
+
+def _is_run_dir(path: Path) -> bool:
+    return (path / "config.yaml").is_file() and (path / "model").is_dir()
+
+
+def cmd_eval(args) -> None:
+    path = Path(args.model)
+    if args.data is None:
+        if not _is_run_dir(path):
+            raise LayershareError(f"{args.model}: give --data brown|FILE (it is not a run directory)")
+        from ..train.evaluate import split_metrics
+
+        cfg, model, device, autocast, build_task = run_dir(path)
+        task = build_task(cfg, path, progress=False, setup=False)
+        print(json.dumps(split_metrics(task, model, args.split, device, path, autocast), indent=2))
+        return
+    from ..data.windows import read_text, token_windows
+    from ..evaluate.perplexity import lm_quality, protocol
+
+    if args.windows < 0 or args.batch_size < 1:
+        raise LayershareError("--windows must be >= 0 and --batch-size >= 1")
+    model, tokenizer, _ = load_model(args.model)
+    windows = token_windows(tokenizer, read_text(args.data, args.split), args.seq_len,
+                            args.windows or None, what=f"{args.data} {args.split}")
+    reference = load_model(args.reference)[0] if args.reference else None
+    result = lm_quality(model, windows, args.batch_size, reference, progress=not args.json)
+    result["protocol"] = protocol(args.data, args.split, result)
+    if args.json:
+        print(json.dumps(result))
+        return
+    line = f"perplexity {result['perplexity']:.3f}"
+    if reference is not None:
+        line += f", KL(reference || model) {result['kl']:.4f} nats/token, top-1 agreement {result['top1']:.4f}"
+    print(f"{line}\n({result['protocol']}, {result['seconds']:.1f} s)")
