@@ -1,0 +1,71 @@
+"""Table and Pareto plot of benchmarks/compress_pretrained.py's results.jsonl.
+
+    python benchmarks/report_pretrained.py runs/pretrained/results.jsonl runs/pretrained
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def write_report(log: Path, out: Path, args=None) -> str:
+    rows = [json.loads(line) for line in Path(log).read_text().splitlines()]
+    last = {}
+    for row in rows:  # a re-run variant: its latest result counts
+        last[(row["variant"], row["keep_asked"])] = row
+    rows = list(last.values())
+    original = next((r for r in rows if r["variant"] == "original"), None)
+    base = original["perplexity"] if original else float("nan")
+    lines = ["| keep asked | method | kept | perplexity | x original | compress s | peak RSS above start |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    if original:
+        lines.append(f"| - | original | 1.000 | {base:.2f} | 1.00 | - | - |")
+    keeps = sorted({r["keep_asked"] for r in rows if r["keep_asked"] is not None}, reverse=True)
+    for keep in keeps:
+        group = [r for r in rows if r["keep_asked"] == keep]
+        group.sort(key=lambda r: r.get("perplexity", float("inf")))
+        for r in group:
+            if "error" in r:
+                lines.append(f"| {keep} | {r['label']} | - | not reachable: {r['error']} | | | |")
+                continue
+            lines.append(f"| {keep} | {r['label']} | {r['keep']:.3f} | {r['perplexity']:.2f} | "
+                         f"{r['perplexity'] / base:.2f} | {r['compress_seconds']:.0f} | "
+                         f"{r['compress_peak_rss_above_start'] / 2**20:.0f} MiB |")
+    table = "\n".join(lines)
+    out = Path(out)
+    (out / "results.md").write_text(table + "\n")
+    _plot(rows, base, out / "pareto.png")
+    print(table)
+    return table
+
+
+def _plot(rows, base, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    by_variant = {}
+    for r in rows:
+        if r["variant"] != "original" and "error" not in r:
+            by_variant.setdefault(r["label"], []).append((r["keep"], r["perplexity"]))
+    markers = "osD^v<>phX*"
+    for i, (label, points) in enumerate(sorted(by_variant.items())):
+        points.sort()
+        ax.plot(*zip(*points), marker=markers[i % len(markers)], label=label)
+    ax.axhline(base, color="k", ls="--", lw=1, label=f"original ({base:.1f})")
+    ax.set_yscale("log")
+    ax.set_xlabel("fraction of the layer stack's matrix parameters kept")
+    ax.set_ylabel("perplexity, Brown test (log scale)")
+    ax.set_title("Post-training compression, no fine-tuning")
+    ax.legend(fontsize=7, loc="upper right")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    write_report(Path(sys.argv[1]), Path(sys.argv[2]))

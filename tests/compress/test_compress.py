@@ -1,0 +1,172 @@
+"""compress(): Gram hooks, budgets, sequential calibration, save/load round trip."""
+
+import copy
+
+import pytest
+import torch
+
+import layershare
+import tiny_models as T
+from layershare.compress import compress
+from layershare.compress.budget import matrix_params, spectrum_ranks, uniform_rank
+from layershare.compress.calibrate import GramCollector
+from layershare.compress.whiten import whitened_basis
+from layershare.errors import LayershareError
+
+
+def _perturbed(model):
+    with torch.no_grad():  # biases and norms too: fresh models have zeros and ones there
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+def _calib(batches=3, batch=2, length=16, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [{"input_ids": torch.randint(3, T.VOCAB, (batch, length), generator=g)}
+            for _ in range(batches)]
+
+
+def test_gram_hooks_see_every_matrix_once_per_token():
+    model = _perturbed(T.llama())
+    layer = model.model.layers[1]
+    names = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+             "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
+    modules = [layer.get_submodule(n) for n in names]
+    seen = {n: [] for n in names}
+    hooks = [m.register_forward_pre_hook(lambda mod, a, n=n: seen[n].append(a[0].reshape(-1, a[0].shape[-1])))
+             for n, m in zip(names, modules)]
+    calib = _calib()
+    with GramCollector(modules) as grams, torch.no_grad():
+        for batch in calib:
+            model(**batch)
+    for h in hooks:
+        h.remove()
+    tokens = sum(b["input_ids"].numel() for b in calib)
+    for n, m in zip(names, modules):
+        X = torch.cat(seen[n]).double()
+        assert grams.tokens(m) == tokens == len(X)
+        torch.testing.assert_close(grams.gram(m), X.T @ X, rtol=1e-5, atol=1e-5)  # fp32 chunks
+    # q, k, v read one tensor: one Gram matrix, not three
+    assert grams.gram(modules[0]) is grams.gram(modules[1]) is grams.gram(modules[2])
+    assert grams.gram(modules[4]) is grams.gram(modules[5])
+    assert not layer._forward_pre_hooks and not modules[0]._forward_pre_hooks
+
+
+@pytest.mark.parametrize("method, group_size, keep", [
+    ("residual", 2, 0.8), ("residual", 4, 0.5), ("lowrank", 1, 0.5), ("lowrank", 2, 0.3),
+    ("tied", None, 0.5)])
+def test_keep_meets_its_budget_and_matches_the_count(method, group_size, keep):
+    model = _perturbed(T.llama())
+    result = compress(model, _calib(), method=method, keep=keep, progress=False,
+                      **({"group_size": group_size} if group_size else {}))
+    assert result.keep <= keep
+    unique, dense = matrix_params(model)
+    assert result.keep == unique / dense
+    c = layershare.count(model)
+    if method != "tied":  # counted independently: shared + low-rank + diagonal tensors
+        assert c.shared + c.lowrank + c.diagonal == unique
+    else:
+        assert unique == 2 * sum(m.weight.numel() for m in model.model.layers[0].modules()
+                                 if isinstance(m, torch.nn.Linear))
+    if method != "tied":  # uniform ranks: each matrix type leaves less than one rank unspent
+        slack = sum((m.out_features + m.in_features) * 4 for m in model.model.layers[0].modules()
+                    if hasattr(m, "rank")) / dense
+        assert keep - result.keep < slack
+
+
+def test_uniform_rank_closed_form_and_too_small_budget():
+    # residual: G m n + L r (m + n) + L k <= F L m n
+    m, n, L, G = 64, 32, 6, 3
+    r = uniform_rank("residual", 0.8, m, n, L, G, True)
+    assert G * m * n + L * r * (m + n) + L * 32 <= 0.8 * L * m * n
+    assert G * m * n + L * (r + 1) * (m + n) + L * 32 > 0.8 * L * m * n
+    r = uniform_rank("lowrank", 0.5, m, n, L, G, False)
+    assert r * (G * m + L * n) <= 0.5 * L * m * n < (r + 1) * (G * m + L * n)
+    with pytest.raises(LayershareError, match="too small for residual"):
+        uniform_rank("residual", 0.5, m, n, L, G, True)
+
+
+def test_spectrum_allocation_spends_the_budget_where_it_removes_most():
+    units = [{"spectrum": [8.0, 1.0, 1.0], "cost": 1, "cap": 3},
+             {"spectrum": [5.0, 5.0, 0.0], "cost": 1, "cap": 3}]
+    # normalised scores: unit 0: .8 .1 .1, unit 1: .5 .5 0
+    assert spectrum_ranks(units, budget=3) == [1, 2]
+    assert spectrum_ranks(units, budget=10) == [3, 3]
+    assert spectrum_ranks([{"spectrum": [1.0, 1.0], "cost": 3, "cap": 2}], budget=5) == [1]
+
+
+@pytest.mark.parametrize("sequential", [True, False])
+def test_sequential_calibration_feeds_each_layer_the_compressed_outputs(sequential):
+    dense = _perturbed(T.llama())
+    model = copy.deepcopy(dense)
+    calib = _calib()
+    compress(model, calib, method="lowrank", group_size=1, rank=3, sequential=sequential,
+             progress=False)
+    # the Gram of layer 2's q_proj input, in the compressed model and in the dense one
+    grams = {}
+    for name, source in (("compressed", model), ("dense", dense)):
+        target = source.model.layers[2].self_attn.q_proj
+        with GramCollector([target]) as g, torch.no_grad():
+            for batch in calib:
+                source(**batch)
+        grams[name] = g.gram(target)
+    W = dense.model.layers[2].self_attn.q_proj.weight.detach()
+    fitted = model.model.layers[2].self_attn.q_proj.merged_weight().detach()
+    expected = {k: (lambda ab: ab[0] @ ab[1][0])(whitened_basis([W], [G], 3)) for k, G in grams.items()}
+    right, wrong = ("compressed", "dense") if sequential else ("dense", "compressed")
+    torch.testing.assert_close(fitted, expected[right], atol=1e-5, rtol=1e-5)
+    assert (fitted - expected[wrong]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("method, options", [
+    ("residual", dict(group_size=2, keep=0.7)), ("lowrank", dict(group_size=2, keep=0.5)),
+    ("residual", dict(group_size=2, rank=3, strategy="cycle", init="stepwise"))])
+def test_compress_save_load_gives_identical_outputs(tmp_path, method, options):
+    model = _perturbed(T.llama())
+    compress(model, _calib(), method=method, progress=False, **options)
+    layershare.save(model, tmp_path / "ck")
+    loaded = layershare.load(tmp_path / "ck")
+    ids = T.inputs("llama")["input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, model(ids).logits, atol=1e-6, rtol=1e-6)
+    assert layershare.count(loaded) == layershare.count(model)
+
+
+def test_calibrated_beats_data_free_on_the_calibration_data():
+    dense = _perturbed(T.llama())
+    calib = _calib(batches=4)
+    ids = torch.cat([b["input_ids"] for b in calib])
+    with torch.no_grad():
+        ref = torch.log_softmax(dense(ids).logits, -1)
+
+    def kl(model):
+        with torch.no_grad():
+            logp = torch.log_softmax(model(ids).logits, -1)
+        return float((ref.exp() * (ref - logp)).sum(-1).mean())
+
+    scores = {}
+    for name, data in (("calibrated", calib), ("data-free", None)):
+        model = copy.deepcopy(dense)
+        compress(model, data, method="lowrank", group_size=1, keep=0.4, progress=False)
+        scores[name] = kl(model)
+    assert scores["calibrated"] < scores["data-free"]
+
+
+def test_full_rank_compress_reproduces_the_model():
+    dense = _perturbed(T.gpt2())  # GPT-2: fused c_attn, transposed Conv1D weights
+    model = copy.deepcopy(dense)
+    compress(model, _calib(), method="residual", group_size=2, rank=10_000, progress=False)
+    ids = T.inputs("gpt2")["input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, dense(ids).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_bad_options_are_one_clear_error():
+    model = T.llama()
+    with pytest.raises(LayershareError, match="exactly one of keep"):
+        compress(model, _calib(), method="residual")
+    with pytest.raises(LayershareError, match="between 0 and 1"):
+        compress(model, _calib(), method="residual", keep=1.0)
+    with pytest.raises(LayershareError, match="no calibration batches"):
+        compress(model, [], method="residual", keep=0.8)
