@@ -170,3 +170,23 @@ def test_bad_options_are_one_clear_error():
         compress(model, _calib(), method="residual", keep=1.0)
     with pytest.raises(LayershareError, match="no calibration batches"):
         compress(model, [], method="residual", keep=0.8)
+
+
+@pytest.mark.parametrize("method, group_size", [("lowrank", 1), ("lowrank", 2), ("residual", 2)])
+def test_spectrum_allocation_meets_the_budget_and_varies_ranks(method, group_size):
+    model = _perturbed(T.llama())
+    result = compress(model, _calib(), method=method, group_size=group_size, keep=0.6,
+                      allocate="spectrum", progress=False)
+    assert result.keep <= 0.6
+    ranks = model.layershare_config.ranks["model.layers"]
+    assert len({r for per_layer in ranks.values() for r in per_layer}) > 1  # not uniform
+    if method == "lowrank":
+        assert min(r for per_layer in ranks.values() for r in per_layer) >= 1
+    assert 0.6 - result.keep < 0.05
+
+
+def test_compress_restores_the_training_mode():
+    model = T.llama().train()
+    compress(model, _calib(), method="lowrank", group_size=1, keep=0.5, allocate="spectrum",
+             progress=False)
+    assert model.training

@@ -36,6 +36,7 @@ from ..errors import LayershareError
 from ..slots import Slot
 from ..surgery import DataFreeFit, convert_groups, mark_converted, plan_stacks
 from . import budget
+from .allocate import spectrum_allocation
 from .calibrate import GramCollector
 from .sequential import Activations, blocks, capture_inputs, run_layer
 from .whiten import best_diagonal, whitened_basis, whitened_error, whitened_factors
@@ -118,6 +119,7 @@ def compress(model: nn.Module, calib: list[dict] | None = None, method: str = "r
     ShareConfig fields (``strategy``, ``init``, ``diag``, ``matrices``...).
     """
     start = time.perf_counter()
+    was_training = model.training
     if (keep is None) == (rank is None):
         raise LayershareError("give exactly one of keep= and rank=")
     if allocate not in ALLOCATIONS:
@@ -138,9 +140,10 @@ def compress(model: nn.Module, calib: list[dict] | None = None, method: str = "r
         config = ShareConfig(**{**config.to_dict(), "group_size": size})
     stacks = plan_stacks(model, config)
     if keep is not None and method != "tied":
-        config.ranks = _uniform_ranks(model, config, stacks, keep)
+        model.eval()
+        config.ranks = (spectrum_allocation(model, config, stacks, calib, keep, _run_block)
+                        if allocate == "spectrum" else _uniform_ranks(model, config, stacks, keep))
     errors: dict[str, list[float]] = {}
-    was_training = model.training
     model.eval()
     tokens = 0
     bar = tqdm(total=sum(s.plan.num_layers for s in stacks), unit="layer", desc="compress",

@@ -97,16 +97,18 @@ def spectrum_ranks(units: list[dict], budget: float) -> list[int]:
     """Ranks per fit unit from one global budget (module docstring).
 
     ``units``: dicts with ``spectrum`` (descending squared whitened singular values, a list or
-    1-d tensor), ``cost`` (parameters per rank) and ``cap`` (largest rank). Returns the rank of
-    each unit; the total ``sum(rank * cost)`` stays within ``budget``.
+    1-d tensor), ``cost`` (parameters per rank), ``cap`` (largest rank) and optionally
+    ``floor`` (ranks every unit gets first, charged to the budget). Returns the rank of each
+    unit; the total ``sum(rank * cost)`` stays within ``budget`` (or is the floors' cost).
     """
     offers = []
+    ranks = [unit.get("floor", 0) for unit in units]
+    spent = float(sum(r * unit["cost"] for r, unit in zip(ranks, units)))
     for u, unit in enumerate(units):
         spectrum = [float(s) for s in unit["spectrum"]][: unit["cap"]]
         energy = sum(spectrum) or 1.0
-        offers += [(s / energy / unit["cost"], u) for s in spectrum]
+        offers += [(s / energy / unit["cost"], u) for s in spectrum[ranks[u]:]]
     offers.sort(key=lambda o: -o[0])
-    ranks, spent = [0] * len(units), 0.0
     for _, u in offers:  # each unit's offers come in its own descending order
         if spent + units[u]["cost"] > budget:
             continue
