@@ -6,11 +6,13 @@
 The model is loaded once; each variant compresses a fresh copy (layershare.compress.compress,
 exactly what ``layershare compress`` runs), then its perplexity is measured on the Brown test
 split (non-overlapping windows of --seq-len tokens, the first --windows of them) and the
-calibration text is the Brown valid split. Every finished variant is appended to
+calibration text is the Brown valid split. An encoder (``--model minilm-l6``) is measured by
+the cosine of its sentence embeddings to the original's on the first --sentences Brown test
+sentences and by a wordnet-supersense logistic-regression probe (evaluate/fidelity.py). Every finished variant is appended to
 OUT/results.jsonl at once, so a killed run resumes where it stopped. Writes OUT/results.md
 (table) and OUT/pareto.png (perplexity against the stack's matrix parameters kept).
-Peak memory: the process's resident set sampled every 20 ms during compression, minus the
-resident set just before it.
+The resident-set peak during each compression is logged too, but in a process that reuses
+freed memory it understates; benchmarks/compress_memory.py measures memory in a fresh process.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from layershare.compress import compress  # noqa: E402
 from layershare.data.windows import read_text, token_windows  # noqa: E402
 from layershare.errors import LayershareError  # noqa: E402
+from layershare.evaluate.fidelity import embedding_cosine, probe_accuracy, probe_subsets  # noqa: E402
 from layershare.evaluate.perplexity import lm_quality  # noqa: E402
 from layershare.formats.hub import auto_tokenizer, from_local, quiet_transformers  # noqa: E402
 
@@ -89,6 +92,7 @@ def main() -> None:
     ap.add_argument("--calib-seq-len", type=int, default=256)
     ap.add_argument("--seq-len", type=int, default=512)
     ap.add_argument("--windows", type=int, default=16)
+    ap.add_argument("--sentences", type=int, default=500, help="encoders: cosine sentences")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -104,8 +108,20 @@ def main() -> None:
                                   args.calib_tokens // args.calib_seq_len)
     calib = [{"input_ids": calib_windows[i:i + 8]} for i in range(0, len(calib_windows), 8)]
     dense = from_local(args.model)
+    if hasattr(dense, "get_output_embeddings") and dense.get_output_embeddings() is not None:
+        def quality(model):
+            return lm_quality(model, test, progress=True)
+    else:  # an encoder: fidelity of its sentence embeddings, and a probe
+        from layershare.data import load_splits
+        sentences = read_text("brown", "test")[: args.sentences]
+        subsets = probe_subsets(load_splits("wordnet-supersense", progress=False))
+
+        def quality(model):
+            return {"cosine": embedding_cosine(model, dense, tokenizer, sentences),
+                    "probe_accuracy": probe_accuracy(model, tokenizer, subsets),
+                    "sentences": len(sentences)}
     if ("original", None) not in done:
-        q = lm_quality(dense, test, progress=True)
+        q = quality(dense)
         _append(log, {"variant": "original", "label": "original", "keep_asked": None, "keep": 1.0,
                       **q})
     for keep in [float(k) for k in args.keeps.split(",")]:
@@ -126,12 +142,12 @@ def main() -> None:
                 _append(log, {**row, "error": str(exc)})
                 print(f"{name} keep {keep}: {exc}", flush=True)
                 continue
-            q = lm_quality(model, test, progress=True)
+            q = quality(model)
             _append(log, {**row, "keep": result.keep, "compress_seconds": result.seconds,
                           "compress_peak_rss_above_start": mem.peak - mem.base,
                           "errors": {k: [m, w] for k, m, w in result.error_table()}, **q})
-            print(f"{name} keep {keep}: kept {result.keep:.3f}, ppl {q['perplexity']:.2f}, "
-                  f"{result.seconds:.0f} s", flush=True)
+            print(f"{name} keep {keep}: kept {result.keep:.3f}, {q}, {result.seconds:.0f} s",
+                  flush=True)
             del model
     from report_pretrained import write_report  # benchmarks/report_pretrained.py
     write_report(log, args.out, args)
