@@ -22,7 +22,6 @@ import copy
 import json
 import sys
 import threading
-import time
 from pathlib import Path
 
 import torch

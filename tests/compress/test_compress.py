@@ -190,3 +190,38 @@ def test_compress_restores_the_training_mode():
     compress(model, _calib(), method="lowrank", group_size=1, keep=0.5, allocate="spectrum",
              progress=False)
     assert model.training
+
+
+@pytest.mark.parametrize("method", ["residual", "tied"])
+def test_lazy_loading_compresses_to_the_same_model(tmp_path, method):
+    from layershare.formats.lazy import LazyModel
+
+    dense = _perturbed(T.llama())
+    dense.save_pretrained(tmp_path / "src")
+    calib = _calib()
+    options = dict(method=method, keep=0.7 if method == "residual" else 0.5, progress=False)
+    eager = copy.deepcopy(dense)
+    compress(eager, calib, **options)
+    lazy = LazyModel(tmp_path / "src")
+    assert any(p.is_meta for p in lazy.model.parameters())  # the layers are not read yet
+    compress(lazy.model, calib, materialize=lazy.materialize, **options)
+    model = lazy.finish()
+    ids = T.inputs("llama")["input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, eager(ids).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_lazy_loading_refuses_a_checkpoint_that_does_not_fit(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from layershare.formats.lazy import LazyModel
+
+    T.llama().save_pretrained(tmp_path / "src")
+    state = load_file(tmp_path / "src" / "model.safetensors")
+    state["model.layers.9.extra.weight"] = torch.zeros(2)
+    save_file(state, tmp_path / "src" / "model.safetensors")
+    lazy = LazyModel(tmp_path / "src")
+    compress(lazy.model, None, method="tied", keep=0.5, materialize=lazy.materialize,
+             progress=False)
+    with pytest.raises(LayershareError, match="does not use"):
+        lazy.finish()

@@ -76,10 +76,17 @@ def cmd_compress(args) -> None:
     from .. import count, save
     from ..compress import compress
     from ..formats.hub import auto_tokenizer, from_local, save_tokenizer
+    from ..formats.lazy import LazyModel, can_open_lazily
+    from ..formats.pretrained import resolve
 
     if args.rank is not None and args.rank < 0:
         raise LayershareError(f"--rank must be >= 0, got {args.rank}")
-    model = from_local(args.src)
+    lazy = None
+    if can_open_lazily(resolve(args.src)):  # layer by layer: one block of dense weights at a time
+        lazy = LazyModel(resolve(args.src))
+        model = lazy.model
+    else:  # GGUF (de-quantised by transformers as a whole) and other formats
+        model = from_local(args.src)
     calib = None
     if args.calib != "none":
         calib = calibration_batches(auto_tokenizer(args.src), args.calib, args.calib_tokens,
@@ -88,7 +95,10 @@ def cmd_compress(args) -> None:
                       group_size=args.group_size, allocate=args.allocate,
                       sequential=args.sequential, progress=not args.quiet,
                       strategy=args.strategy, init=args.init, diag=args.diag,
-                      matrices=[m for m in args.matrices.split(",") if m])
+                      matrices=[m for m in args.matrices.split(",") if m],
+                      materialize=lazy.materialize if lazy else None)
+    if lazy is not None:
+        lazy.finish()
     with tempfile.TemporaryDirectory() as tok_dir:
         save_tokenizer(args.src, Path(tok_dir))
         save(model, args.out, extra_files={f.name: f for f in Path(tok_dir).iterdir()})

@@ -110,13 +110,15 @@ class CalibratedFit(DataFreeFit):
 def compress(model: nn.Module, calib: list[dict] | None = None, method: str = "residual",
              keep: float | None = None, rank: int | None = None, group_size: int = 2,
              allocate: str = "uniform", sequential: bool = True, progress: bool = True,
-             **share) -> CompressResult:
+             materialize=None, **share) -> CompressResult:
     """Compress ``model`` in place (see the module docstring).
 
     ``calib``: calibration batches, each a dict of model inputs (``{"input_ids": ...}``), or
     None for the data-free fit. Exactly one of ``keep`` (fraction of the stack's matrix
     parameters to keep) and ``rank`` (one rank for every matrix). ``share``: further
-    ShareConfig fields (``strategy``, ``init``, ``diag``, ``matrices``...).
+    ShareConfig fields (``strategy``, ``init``, ``diag``, ``matrices``...). ``materialize``:
+    for a model whose layers are not read yet (formats/lazy.py), called as
+    ``materialize(stack_path, layer_indices)`` before each block is touched.
     """
     start = time.perf_counter()
     was_training = model.training
@@ -139,6 +141,8 @@ def compress(model: nn.Module, calib: list[dict] | None = None, method: str = "r
                                                  for s in plan_stacks(model, config)))
         config = ShareConfig(**{**config.to_dict(), "group_size": size})
     stacks = plan_stacks(model, config)
+    if allocate == "spectrum" and materialize is not None:
+        raise LayershareError("--allocate spectrum reads every layer twice: not with lazy loading")
     if keep is not None and method != "tied":
         model.eval()
         config.ranks = (spectrum_allocation(model, config, stacks, calib, keep, _run_block)
@@ -150,10 +154,14 @@ def compress(model: nn.Module, calib: list[dict] | None = None, method: str = "r
                disable=not progress)
     for stack in stacks:
         if calib is None or method == "tied":
-            convert_groups(model, config, stack, range(stack.plan.num_groups))
-            bar.update(stack.plan.num_layers)
+            for block_layers, block_groups in blocks(stack.plan):
+                if materialize is not None:
+                    materialize(stack.path, block_layers)
+                convert_groups(model, config, stack, block_groups)
+                bar.update(len(block_layers))
             continue
-        tokens = _calibrated_stack(model, config, stack, calib, sequential, errors, bar)
+        tokens = _calibrated_stack(model, config, stack, calib, sequential, errors, bar,
+                                   materialize)
     bar.close()
     mark_converted(model, config, stacks)
     model.train(was_training)
@@ -175,11 +183,13 @@ def _uniform_ranks(model, config, stacks, keep) -> dict:
     return ranks
 
 
-def _calibrated_stack(model, config, stack, calib, sequential, errors, bar) -> int:
+def _calibrated_stack(model, config, stack, calib, sequential, errors, bar, materialize) -> int:
     """Fit one stack block by block on its captured inputs; returns the calibration tokens."""
     layers = stack.layers(model)
     acts = capture_inputs(model, layers, calib)
     for block_layers, block_groups in blocks(stack.plan):
+        if materialize is not None:
+            materialize(stack.path, block_layers)
         slots = [Slot(layers[l], name) for l in block_layers for name in stack.linears]
         fused = [s.name for s in slots if s.module is None]
         if fused:
