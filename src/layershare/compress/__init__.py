@@ -75,10 +75,11 @@ class CalibratedFit(DataFreeFit):
         G = self._gram(slot)
         if weight is not None:  # a new matrix; otherwise an improved fit of the last one
             values = self.errors.setdefault(slot.name, [])
-            self._entry[id(slot.module)] = (len(values), max(whitened_error(weight, G), 1e-300))
+            energy = whitened_error(weight, G, torch.float32)  # a report: float32 is enough
+            self._entry[id(slot.module)] = (len(values), max(energy, 1e-30))
             values.append(0.0)
         index, energy = self._entry[id(slot.module)]
-        self.errors[slot.name][index] = whitened_error(error, G) / energy
+        self.errors[slot.name][index] = whitened_error(error, G, torch.float32) / energy
 
     def residual(self, module, weight, slot) -> None:
         G = self._gram(slot)

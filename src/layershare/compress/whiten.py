@@ -114,7 +114,7 @@ def best_diagonal(residual: Tensor, gram: Tensor) -> Tensor:
     return torch.where(g > 0, RG_diag / g.clamp_min(1e-300), torch.zeros_like(g)).to(residual.dtype)
 
 
-def whitened_error(error: Tensor, gram: Tensor) -> float:
-    """``||E X^T||_F^2 = tr(E G E^T)``."""
-    E = error.double()
-    return float(((E @ gram.double()) * E).sum())
+def whitened_error(error: Tensor, gram: Tensor, dtype=torch.float64) -> float:
+    """``||E X^T||_F^2 = tr(E G E^T)``; ``dtype=torch.float32`` for a report (4x cheaper)."""
+    E = error.to(dtype)
+    return float(((E @ gram.to(dtype)) * E).sum())
