@@ -56,7 +56,7 @@ from .svd import truncated_svd
 #: The merged path runs when ``T (m + n) >= MERGE_CROSSOVER * m n`` (T rows in the call,
 #: weight m x n); 1.0 would be the FLOP break-even ``T* = m n / (m + n)``. Measured on the
 #: development CPU (2 threads), see the module docstring and benchmarks/bench_crossover.py.
-MERGE_CROSSOVER = 1.0
+MERGE_CROSSOVER = 1.25
 
 
 class ResidualLinear(nn.Module):
