@@ -25,14 +25,19 @@ training batches) the merged one. The FLOP count is not the whole story on a CPU
 is a rank-r product that runs far below peak FLOP rate and writes m n floats, while the thin
 matmuls over few rows are memory-bound reads of S, A and B that the dense layer would make
 anyway. The switch is therefore ``T (m + n) >= MERGE_CROSSOVER * m n`` with the factor
-measured (benchmarks/results/inference.md, "crossover"): the factored path stays ahead of
-the merge well past T*.
+measured (``benchmarks/bench_paths.py``, results in benchmarks/results/paths.md: one thread,
+thread CPU time, r = 32, the eight matrix shapes of GPT-2 d=768 and SmolLM2-135M): merged
+overtakes factored between 0.83 and 1.78 T*, median 1.22; near the crossover the two are
+within ~5% of each other, so the exact factor matters little.
 
 The factored path is two ``addmm`` (the bias fused into the first, the low-rank term added
-into the first's output) and one ``addcmul`` for the diagonal. Stacking ``[S; B]`` into one
-matmul would save one call, but S is shared by the group, so the stack would have to be
-copied per call (an m x n copy, as expensive as the merge) or stored per layer (a dense copy
-of S in every layer, which is what this design avoids); measured, neither helps.
+into the first's output) and one ``addcmul`` for the diagonal, all out of place. Measured per
+decode step (same file), against the dense layer's one matmul: the naive three-matmul form
+1.15-1.75x, this fused form 1.18-1.67x (no clear gain: at one row the calls cost the same
+whatever they fuse), ``[S; B]`` stacked per call 2.8-3.3x (the stack copies the shared S), and
+stacked once in advance 0.91-1.33x -- which needs a dense copy of S in every layer, the memory
+this design exists to save. What this costs a whole model at decode is measured in
+benchmarks/results/inference.md.
 
 Gradients: whenever a gradient is needed (grad mode on and any of S, A, B, d trainable) the
 merged path runs, as before: its backward is one dense weight gradient that flows to S, A,
@@ -55,7 +60,7 @@ from .svd import truncated_svd
 
 #: The merged path runs when ``T (m + n) >= MERGE_CROSSOVER * m n`` (T rows in the call,
 #: weight m x n); 1.0 would be the FLOP break-even ``T* = m n / (m + n)``. Measured on the
-#: development CPU (2 threads), see the module docstring and benchmarks/bench_crossover.py.
+#: development CPU (median over shapes 1.22), see the module docstring.
 MERGE_CROSSOVER = 1.25
 
 
