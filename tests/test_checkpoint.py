@@ -128,3 +128,64 @@ def test_checkpoint_of_another_plan_does_not_load_silently(tmp_path, loader):
     (ck / "layershare.json").write_text(json.dumps(meta))
     with pytest.raises(LayershareError, match="does not match"):
         loader(ck)
+
+
+def _dense_shapes(model):
+    from layershare.residual import ResidualLinear
+    return {(m.out_features, m.in_features) for m in model.modules()
+            if isinstance(m, ResidualLinear)}
+
+
+def _tensors_held(model):
+    """Every tensor reachable from a module's attributes (parameters, buffers, plain
+    attributes, tuples/lists/dicts of them) -- not only its parameters."""
+    found = []
+
+    def walk(value, depth=0):
+        if isinstance(value, torch.Tensor):
+            found.append(value)
+        elif isinstance(value, (tuple, list)) and depth < 3:
+            for v in value:
+                walk(v, depth + 1)
+        elif isinstance(value, dict) and depth < 3:
+            for v in value.values():
+                walk(v, depth + 1)
+
+    for module in model.modules():
+        for key, value in vars(module).items():
+            if key not in ("_modules",):
+                walk(value)
+    return found
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_loaded_model_generates_without_keeping_dense_weights(tmp_path, cache):
+    model = layershare.convert(T.gpt2(), method="residual", group_size=2, rank=2)
+    layershare.save(model, tmp_path / "c")
+    loaded = layershare.load(tmp_path / "c", cache_merged=cache)
+    assert {m.training for m in loaded.modules()} == {False}
+    ids = T.inputs("gpt2", batch=1, length=40)["input_ids"]  # prefill: the merged path
+    with torch.no_grad():
+        loaded.generate(ids, max_new_tokens=4, do_sample=False, pad_token_id=0)
+    shapes = _dense_shapes(loaded)
+    params = {id(p) for p in loaded.parameters()}  # S itself is dense-shaped: held once per group
+    held = [t for t in _tensors_held(loaded) if tuple(t.shape) in shapes and id(t) not in params]
+    if cache:  # the opt-in cache: one merged weight per converted matrix, as before
+        assert len(held) == sum(1 for m in loaded.modules() if hasattr(m, "cache_merged"))
+    else:
+        assert held == []
+
+
+def test_load_builds_no_dense_weights_and_keeps_sharing(tmp_path):
+    model = layershare.convert(T.llama(), method="residual", group_size=2, rank=2)
+    layershare.save(model, tmp_path / "c")
+    loaded = layershare.load(tmp_path / "c")
+    assert all(p.device.type == "cpu" for p in loaded.parameters())
+    layers = loaded.model.layers
+    assert layers[0].mlp.up_proj.shared is layers[1].mlp.up_proj.shared
+    assert loaded.lm_head.weight is loaded.model.embed_tokens.weight  # tied embeddings
+    ids = T.inputs("llama")["input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, model.eval()(ids).logits)
+    rotary = loaded.model.rotary_emb.inv_freq  # a non-persistent buffer: computed, not stored
+    torch.testing.assert_close(rotary, model.model.rotary_emb.inv_freq)

@@ -180,3 +180,13 @@ def test_lowrank_transfer_error_per_matrix_is_eckart_young_optimum():
         s = torch.linalg.svdvals(weight.double())
         err = (weight - converted[name].merged_weight()).double().pow(2).sum()
         torch.testing.assert_close(err, s[5:].pow(2).sum(), rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("method", ["residual", "lowrank"])
+@pytest.mark.parametrize("name", ["gpt2", "llama", "torch_encoder"])
+def test_converted_modules_keep_the_training_mode_of_the_model(name, method):
+    for training in (False, True):
+        model = T.BUILDERS[name]().train(training)
+        layershare.convert(model, method=method, group_size=2, rank=2)
+        modes = {m.training for m in model.modules()}
+        assert modes == {training}, (training, modes)

@@ -18,6 +18,7 @@ directory renamed into place, so a crash never leaves a half-written checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -184,28 +185,115 @@ def load_structure(directory: str | os.PathLike, model: nn.Module | None = None)
     return model
 
 
-def load(directory: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
+def load(directory: str | os.PathLike, model: nn.Module | None = None,
+         cache_merged: bool = False) -> nn.Module:
     """Rebuild the model saved in ``directory`` (in eval mode), at its reduced size.
 
     ``model``: an untrained dense model of the right shape, for classes that cannot be rebuilt
-    from a config (plain torch modules).
+    from a config (plain torch modules). ``cache_merged``: keep each residual layer's merged
+    dense weight after its first forward (:func:`layershare.residual.set_cache_merged`) --
+    trades memory for prefill speed; off by default.
+
+    Memory: without ``model`` the base model is built with its parameters on the meta device
+    (no dense weight is ever allocated, see :func:`_parameters_on_meta`), and the stored
+    tensors, read into ordinary memory, become the parameters without a copy: the peak is the
+    checkpoint's size, not the dense model's.
     """
     directory = Path(directory)
     meta = read_meta(directory)
+    tensors = _read_tensors(directory)
+    if model is None:
+        with _parameters_on_meta():
+            model = _rebuild(directory, meta, None)
+        _check_matches(directory, unique_state(model),
+                       {k: tuple(t.shape) for k, t in tensors.items()})
+        _adopt(model, tensors)
+    else:
+        model = _rebuild(directory, meta, model)
+        expected = unique_state(model)
+        _check_matches(directory, expected, {k: tuple(t.shape) for k, t in tensors.items()})
+        dtypes = {t.dtype for t in tensors.values() if t.dtype.is_floating_point}
+        if len(dtypes) == 1:  # one floating dtype (bf16, fp32...): the model takes it;
+            model.to(dtypes.pop())  # a mixed checkpoint is copied tensor by tensor below
+            expected = unique_state(model)
+        with torch.no_grad():
+            for name, target in expected.items():
+                target.copy_(tensors[name])
+    if cache_merged:
+        from .residual import set_cache_merged
+        set_cache_merged(model, True)
+    return model.eval()
+
+
+def _read_tensors(directory: Path) -> dict[str, torch.Tensor]:
+    """The stored tensors in ordinary (anonymous, writable) memory: safetensors' ``pread``
+    backend where it has one, so no file mapping outlives the load or doubles the RSS."""
     try:
-        tensors = load_file(directory / WEIGHTS)
+        try:
+            return load_file(directory / WEIGHTS, backend="pread")
+        except TypeError:  # safetensors < 0.8: no backend argument
+            return load_file(directory / WEIGHTS)
     except FileNotFoundError:
         raise LayershareError(f"{directory}: {WEIGHTS} is missing") from None
     except (SafetensorError, OSError, ValueError) as exc:
         raise LayershareError(f"{directory / WEIGHTS}: corrupted or truncated ({exc})") from None
-    model = _rebuild(directory, meta, model)
-    expected = unique_state(model)
-    _check_matches(directory, expected, {k: tuple(t.shape) for k, t in tensors.items()})
+
+
+@contextlib.contextmanager
+def _parameters_on_meta():
+    """Build modules with every parameter on the meta device and buffers where they belong.
+
+    As accelerate's ``init_empty_weights(include_buffers=False)``: each parameter is moved to
+    meta as it is registered, with torch's init functions disabled meanwhile, so the CPU
+    tensor it was created as is never written (its pages are never touched) and is freed at
+    once. Buffers stay real: non-persistent ones (rotary ``inv_freq``...) are computed in
+    ``__init__`` and are not in the checkpoint.
+    """
+    register = nn.Module.register_parameter
+
+    def on_meta(module, name, param):
+        if param is not None and param.device.type != "meta":
+            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        register(module, name, param)
+
+    inits = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS if hasattr(nn.init, name)}
+    nn.Module.register_parameter = on_meta
+    for name in inits:
+        setattr(nn.init, name, _no_init)
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register
+        for name, fn in inits.items():
+            setattr(nn.init, name, fn)
+
+
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_",
+                   "eye_", "dirac_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_",
+                   "kaiming_normal_", "orthogonal_", "sparse_")
+
+
+def _no_init(tensor, *args, **kwargs):
+    return tensor
+
+
+def _adopt(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Make the stored tensors the model's parameters and persistent buffers, in place of the
+    meta ones, keeping every sharing: all holders of one tensor get the same new Parameter."""
+    names = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        names.setdefault(id(tensor), name)  # first name wins, as in unique_state
+    new: dict[int, torch.Tensor] = {}
+    for module in model.modules():
+        for slot in (module._parameters, module._buffers):
+            for key, old in slot.items():
+                if old is None or id(old) not in names:
+                    continue  # a non-persistent buffer: computed in __init__, kept
+                if id(old) not in new:
+                    value = tensors[names[id(old)]]
+                    new[id(old)] = (nn.Parameter(value, requires_grad=old.requires_grad)
+                                    if isinstance(old, nn.Parameter) else value)
+                slot[key] = new[id(old)]
     dtypes = {t.dtype for t in tensors.values() if t.dtype.is_floating_point}
-    if len(dtypes) == 1:  # one floating dtype (bf16, fp32...): the model takes it;
-        model.to(dtypes.pop())  # a mixed checkpoint is copied tensor by tensor below
-        expected = unique_state(model)
-    with torch.no_grad():
-        for name, target in expected.items():
-            target.copy_(tensors[name])
-    return model.eval()
+    if len(dtypes) == 1:  # as before: one floating dtype, the whole model takes it (buffers)
+        model.to(dtypes.pop())

@@ -41,8 +41,8 @@ class LowRankLinear(nn.Module):
     def merged_weight(self) -> Tensor:
         """``U V + diag(d)`` as a dense (out x in) tensor (for merging and ``.weight``)."""
         weight = self.basis @ self.coeff
-        if self.diag is not None:
-            weight.diagonal().add_(self.diag)
+        if self.diag is not None:  # out of place: torch.onnx.export refuses in-place ops
+            weight = torch.diagonal_scatter(weight, weight.diagonal() + self.diag)
         return weight
 
     @property

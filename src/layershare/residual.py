@@ -9,11 +9,43 @@ and ``d_l`` (min(m, n) entries on the leading diagonal) of layer ``l`` alone. Th
 lifts the rank-r correction to full rank for min(m, n) parameters. Unique parameters per
 matrix: ``m n / K + r (m + n) + min(m, n)``.
 
-Speed: the forward merges the weight once and runs one matmul, ``F.linear(x, W_l, b)``. The
-LoRA-style path ``x S^T + (x B^T) A^T + x * d`` runs three matmuls over the activations and
-measured 0.46x dense training speed on an H100; merging costs ``2 r m n`` FLOPs per forward,
-independent of the number of tokens. In eval mode with gradients off the merged weight is
-cached and rebuilt only when a parameter changes (tensor version counters tell).
+Two exact forward paths; each call picks the cheaper one from the number of rows T of its
+input (tokens: batch x sequence):
+
+* merged: ``F.linear(x, S + A B + diag(d), b)``. Building the weight costs ``2 r m n`` FLOPs
+  (plus writing and reading one m x n tensor), independent of T; the matmul is then the dense
+  layer's ``2 T m n``.
+* factored: ``x S^T + b + (x B^T) A^T + d * x``. No m x n tensor is built; the extra cost is
+  the two thin matmuls, ``2 T r (m + n)`` FLOPs, and ``T min(m, n)`` for the diagonal.
+
+Equal extra cost where ``2 T r (m + n) = 2 r m n``, i.e. ``T* = m n / (m + n)`` -- the rank
+cancels. For m = n = 768 that is 384 tokens, for 3072 x 768 it is 614. Below T* (decoding: one
+token per sequence per step) the factored path is cheaper, above it (prefill of long prompts,
+training batches) the merged one. The FLOP count is not the whole story on a CPU: the merge
+is a rank-r product that runs far below peak FLOP rate and writes m n floats, while the thin
+matmuls over few rows are memory-bound reads of S, A and B that the dense layer would make
+anyway. The switch is therefore ``T (m + n) >= MERGE_CROSSOVER * m n`` with the factor
+measured (``benchmarks/bench_paths.py``, results in benchmarks/results/paths.md: one thread,
+thread CPU time, r = 32, the eight matrix shapes of GPT-2 d=768 and SmolLM2-135M): merged
+overtakes factored between 0.83 and 1.78 T*, median 1.22; near the crossover the two are
+within ~5% of each other, so the exact factor matters little.
+
+The factored path is two ``addmm`` (the bias fused into the first, the low-rank term added
+into the first's output) and one ``addcmul`` for the diagonal, all out of place. Measured per
+decode step (same file), against the dense layer's one matmul: the naive three-matmul form
+1.15-1.75x, this fused form 1.18-1.67x (no clear gain: at one row the calls cost the same
+whatever they fuse), ``[S; B]`` stacked per call 2.8-3.3x (the stack copies the shared S), and
+stacked once in advance 0.91-1.33x -- which needs a dense copy of S in every layer, the memory
+this design exists to save. What this costs a whole model at decode is measured in
+benchmarks/results/inference.md.
+
+Gradients: whenever a gradient is needed (grad mode on and any of S, A, B, d trainable) the
+merged path runs, as before: its backward is one dense weight gradient that flows to S, A,
+B, d through the merge, where the factored path would need three activation-sized matmul
+pairs (0.46x dense training speed on an H100). No merged weight outlives its forward, so at
+most one converted matrix's dense weight is alive at a time. The old per-layer cache of
+merged weights is an opt-in (:func:`set_cache_merged`, ``layershare.load(dir,
+cache_merged=True)``): it trades memory for prefill speed.
 """
 
 from __future__ import annotations
@@ -25,6 +57,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .svd import truncated_svd
+
+#: The merged path runs when ``T (m + n) >= MERGE_CROSSOVER * m n`` (T rows in the call,
+#: weight m x n); 1.0 would be the FLOP break-even ``T* = m n / (m + n)``. Measured on the
+#: development CPU (median over shapes 1.22), see the module docstring.
+MERGE_CROSSOVER = 1.25
 
 
 class ResidualLinear(nn.Module):
@@ -51,6 +88,7 @@ class ResidualLinear(nn.Module):
         self.lora_b = nn.Parameter(torch.zeros(rank, in_features, **kw))
         self.diag = nn.Parameter(torch.zeros(min(out_features, in_features), **kw)) if diag else None
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
+        self.cache_merged = False  # opt-in: set_cache_merged(model, True)
         self._cache: tuple[tuple, Tensor] | None = None
 
     @torch.no_grad()
@@ -70,15 +108,29 @@ class ResidualLinear(nn.Module):
             self.diag.copy_(torch.diagonal(delta))
         return self
 
-    def merged_weight(self) -> Tensor:
-        """``S + A B + diag(d)`` as an (out x in) tensor; cached in eval mode without grad.
+    def uses_merged(self, tokens: int) -> bool:
+        """Whether a forward over ``tokens`` rows runs the merged path (see the module doc)."""
+        if self.rank == 0 or self._needs_grad():
+            return True  # rank 0: the "merge" is one diagonal, nothing to save
+        if self.cache_merged and not self.training:
+            return True
+        return tokens * (self.in_features + self.out_features) >= (
+            MERGE_CROSSOVER * self.in_features * self.out_features)
 
-        The merge runs in the parameters' dtype even under autocast (as an ``nn.Linear``
-        keeps an fp32 weight that autocast casts at the matmul), so the cached weight does
-        not depend on the autocast state. Under ``torch.compile`` the cache is skipped: the
-        compiled graph merges in its own kernels, and the cache key would break the graph.
+    def _needs_grad(self) -> bool:
+        return torch.is_grad_enabled() and any(p.requires_grad for p in self._weight_params())
+
+    def merged_weight(self) -> Tensor:
+        """``S + A B + diag(d)`` as an (out x in) tensor, built afresh (functional ops only).
+
+        Cached only with the opt-in cache (:func:`set_cache_merged`) in eval mode without
+        grad, rebuilt when a parameter changes (tensor version counters tell). The merge runs
+        in the parameters' dtype even under autocast (as an ``nn.Linear`` keeps an fp32 weight
+        that autocast casts at the matmul), so a cached weight does not depend on the autocast
+        state. Under ``torch.compile`` the cache is skipped: the compiled graph merges in its
+        own kernels, and the cache key would break the graph.
         """
-        cacheable = (not self.training and not torch.is_grad_enabled()
+        cacheable = (self.cache_merged and not self.training and not torch.is_grad_enabled()
                      and not torch.compiler.is_compiling())
         if cacheable:
             key = tuple((p.data_ptr(), p._version) for p in self._weight_params())
@@ -95,8 +147,8 @@ class ResidualLinear(nn.Module):
 
     def _merge(self) -> Tensor:
         weight = torch.addmm(self.shared, self.lora_a, self.lora_b)
-        if self.diag is not None:
-            weight.diagonal().add_(self.diag)
+        if self.diag is not None:  # out of place: torch.onnx.export refuses in-place ops
+            weight = torch.diagonal_scatter(weight, weight.diagonal() + self.diag)
         return weight
 
     def _weight_params(self) -> list[Tensor]:
@@ -104,12 +156,62 @@ class ResidualLinear(nn.Module):
 
     @property
     def weight(self) -> Tensor:
-        """The merged weight, for code that reads ``module.weight`` (dtype checks, MHA)."""
+        """The merged weight, for code that reads ``module.weight`` (dtype checks, MHA).
+
+        Built afresh on every read unless the opt-in cache is on: read ``shared`` for the
+        dtype or device instead.
+        """
         return self.merged_weight()
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.merged_weight(), self.bias)
+        tokens = x.numel() // self.in_features
+        if self.uses_merged(tokens):
+            return F.linear(x, self.merged_weight(), self.bias)
+        return self._factored(x)
+
+    def _factored(self, x: Tensor) -> Tensor:
+        """``x S^T + b + (x B^T) A^T + d * x`` over 2-D rows: two addmm and one addcmul."""
+        shape = x.shape
+        x2 = x.reshape(-1, self.in_features)
+        y = F.linear(x2, self.shared, self.bias)  # one addmm: bias fused
+        y = torch.addmm(y, F.linear(x2, self.lora_b), self.lora_a.t())
+        if self.diag is not None:
+            y = _add_diagonal(y, x2, self.diag)
+        return y.reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"rank={self.rank}, diag={self.diag is not None}, bias={self.bias is not None}")
+
+
+def _add_diagonal(y: Tensor, x: Tensor, d: Tensor) -> Tensor:
+    """``y + x diag(d)^T`` for 2-D ``y`` (N x m), ``x`` (N x n): ``d`` on the leading diagonal.
+
+    Out of place (export-friendly). Under autocast ``y`` is in the low-precision dtype: ``x``
+    and ``d`` follow it so that the output dtype is the merged path's.
+    """
+    if x.dtype != y.dtype:
+        x, d = x.to(y.dtype), d.to(y.dtype)
+    k = d.shape[0]
+    m, n = y.shape[-1], x.shape[-1]
+    if m == n:
+        return torch.addcmul(y, x, d)
+    if m < n:  # more inputs than outputs: the diagonal reads the leading m inputs
+        return torch.addcmul(y, x[:, :k], d)
+    return torch.cat([torch.addcmul(y[:, :k], x, d), y[:, k:]], dim=-1)
+
+
+def set_cache_merged(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """Turn the merged-weight cache of every ResidualLinear in ``model`` on or off.
+
+    On: in eval mode without grad each layer keeps its merged dense weight after the first
+    forward and runs one matmul from then on -- this trades memory for prefill speed (the
+    model holds its compact tensors *and* a dense copy of every converted matrix). Off (the
+    default): nothing dense is kept; caches already built are dropped. Returns ``model``.
+    """
+    for module in model.modules():
+        if isinstance(module, ResidualLinear):
+            module.cache_merged = bool(enabled)
+            if not enabled:
+                module._cache = None
+    return model

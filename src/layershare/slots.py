@@ -75,7 +75,9 @@ class Slot:
         return [(holder, n) for n in names if getattr(holder, n) is not None]
 
     def install(self, new: nn.Module) -> None:
-        """Put ``new`` (an nn.Linear-like module) where the dense weight was."""
+        """Put ``new`` (an nn.Linear-like module) where the dense weight was, in the training
+        mode of the module it replaces (a model in eval mode stays in eval mode)."""
+        new.train((self.parent if self.module is None else self.module).training)
         if self.module is not None:
             setattr(self.parent, self.leaf, new)
             return

@@ -3,7 +3,8 @@
     layershare convert | inspect | merge    (cli/share.py)
     layershare compress                     (cli/compress.py)
     layershare eval                         (cli/evaluate.py)
-    layershare train | translate | generate (cli/train.py)
+    layershare train | translate            (cli/train.py)
+    layershare generate                     (cli/generate.py)
     layershare data prepare NAME            (cli/data.py)
 
 Each verb group is one module with ``add_commands(subparsers)``; every verb sets ``func``.
@@ -18,9 +19,9 @@ import argparse
 import sys
 
 from ..errors import LayershareError
-from . import compress, data, evaluate, share, train
+from . import compress, data, evaluate, generate, share, train
 
-GROUPS = (share, compress, evaluate, train, data)
+GROUPS = (share, compress, evaluate, train, generate, data)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -3,7 +3,6 @@
     layershare train --config configs/lm-brown-residual.yaml [--set train.steps=200] --out runs/res
     torchrun --nproc_per_node=2 -m layershare train --config ... --out ...
     layershare translate runs/mt < de.txt > en.txt
-    layershare generate runs/lm --prompt "The jury said"
 
 ``add_commands(subparsers)`` adds them; every parser sets ``func``.
 """
@@ -18,7 +17,7 @@ from .common import run_dir
 
 
 def add_commands(sub) -> None:
-    """Register train, translate and generate on an ``add_subparsers`` object."""
+    """Register train and translate on an ``add_subparsers`` object."""
     p = sub.add_parser("train", help="train a model from scratch from a YAML config")
     p.add_argument("--config", type=Path, help="YAML run config (see configs/); default: defaults")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -33,16 +32,6 @@ def add_commands(sub) -> None:
     p.add_argument("--beam", type=int, default=None, help="beam size (default: the run's)")
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=cmd_translate)
-
-    p = sub.add_parser("generate", help="continue a prompt with a trained language model")
-    p.add_argument("dir", type=Path, help="a language-model run directory")
-    p.add_argument("--prompt", required=True)
-    p.add_argument("--max-new-tokens", type=int, default=50)
-    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_generate)
 
 
 def cmd_train(args) -> None:
@@ -75,30 +64,3 @@ def cmd_translate(args) -> None:
                           args.beam or cfg.eval.beam_size, cfg.eval.max_len, args.batch_size,
                           cfg.train.seq_len, autocast)
     sys.stdout.write("".join(line + "\n" for line in out))
-
-
-def cmd_generate(args) -> None:
-    import torch
-
-    from ..data import BOS_ID, EOS_ID
-
-    cfg, model, device, autocast, _ = run_dir(args.dir)
-    if cfg.task != "lm":
-        raise LayershareError(f"{args.dir} is a {cfg.task} run, not a language model")
-    if not hasattr(model, "generate") or not hasattr(model.config, "max_len"):
-        raise LayershareError(f"{args.dir}: generate supports the reference DecoderLM "
-                              "(model.arch=reference); use transformers' generate for gpt2")
-    tok = _tokenizer(args.dir)
-    ids = tok.encode(args.prompt).ids or [EOS_ID]  # an empty prompt starts a new sentence
-    limit = model.config.max_len if model.config.pos == "learned" else None
-    new = args.max_new_tokens
-    if limit is not None:
-        ids = ids[-(limit - 1):]
-        new = min(new, limit - len(ids))
-    generator = torch.Generator(device=device).manual_seed(args.seed)
-    with autocast():
-        out = model.generate(torch.tensor([ids], device=device), new, greedy=not args.sample,
-                             temperature=args.temperature, top_k=args.top_k, eos_id=EOS_ID,
-                             generator=generator)
-    text = tok.decode([t for t in out[0].tolist() if t not in (EOS_ID, BOS_ID)])
-    print(text)
