@@ -13,6 +13,7 @@ from .errors import LayershareError
 from .svd import INITS
 
 METHODS = ("residual", "lowrank", "tied")
+STACKS = ("all", "encoder", "decoder")
 
 
 @dataclass
@@ -39,6 +40,8 @@ class ShareConfig:
         "help": "path of the layer ModuleList, for architectures layershare does not know"})
     linears: dict[str, str | list[str]] | None = field(default=None, metadata={
         "help": "with stack: {name inside a layer: kind or kinds}"})
+    stacks: str = field(default="all", metadata={
+        "help": "which stacks of an encoder-decoder model to share: all | encoder | decoder"})
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -54,6 +57,11 @@ class ShareConfig:
                                   f"{', '.join(KINDS)}")
         if self.linears is not None and self.stack is None:
             raise LayershareError("linears= needs stack= too")
+        if self.stacks not in STACKS:
+            raise LayershareError(f"unknown stacks {self.stacks!r}; choose one of {', '.join(STACKS)}")
+        if self.stacks != "all" and self.stack is not None:
+            raise LayershareError("stacks= picks among the architecture's own stacks; with "
+                                  "stack= name the one stack to share instead")
         if self.diag is None:
             self.diag = self.method == "residual"
 

@@ -3,6 +3,7 @@
     layershare convert | inspect | merge          (cli/share.py)
     layershare train | eval | translate | generate (cli/train.py)
     layershare data prepare NAME                  (cli/data.py)
+    layershare eval-speech MODEL --data SET       (cli/speech.py)
 
 Each verb group is one module with ``add_commands(subparsers)``; every verb sets ``func``.
 No verb module imports another. A user mistake prints one line on stderr and exits with
@@ -16,9 +17,9 @@ import argparse
 import sys
 
 from ..errors import LayershareError
-from . import data, share, train
+from . import data, share, speech, train
 
-GROUPS = (share, train, data)
+GROUPS = (share, train, data, speech)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,1 @@
+"""Evaluation of (converted) models: word error rate of speech recognisers (wer.py)."""
