@@ -23,6 +23,8 @@ def add_commands(sub) -> None:
     p.add_argument("--beam", type=int, default=1, help="beam width (1 = greedy)")
     p.add_argument("--limit", type=int, default=None, help="first N utterances of each set")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=128,
+                   help="stop a hypothesis after N tokens (bounds a looping model's cost)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="data directory (default $LAYERSHARE_DATA or ./data)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -40,7 +42,7 @@ def cmd_eval_speech(args) -> None:
     for name, utterances in data.items():
         results["sets"][name] = evaluate_wer(model, tokenizer, utterances, beams=args.beam,
                                              batch_size=args.batch_size, limit=args.limit,
-                                             progress=True)
+                                             progress=True, max_new_tokens=args.max_new_tokens)
     if args.out is not None:
         _write_json(args.out, results)
     if args.json:

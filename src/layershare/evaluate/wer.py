@@ -9,7 +9,10 @@ not installable offline, so that one step is skipped: "colour" and "color" diffe
 
 Audio goes through transformers' ``WhisperFeatureExtractor`` (80 log-mel bins, 25 ms
 windows every 10 ms, padded to 30 s); text comes from ``generate()``, greedy unless
-``beams > 1``. Decoding time is the wall time of feature extraction plus generation.
+``beams > 1``, at most ``max_new_tokens`` tokens (default 128: the longest test sentence has
+about 60), which bounds the cost of a model that loops ("I'm your host, I'm your host...")
+instead of letting it run to Whisper's 448. Decoding time is the wall time of feature
+extraction plus generation.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from pathlib import Path
 import torch
 
 from ..errors import LayershareError
+
+MAX_NEW_TOKENS = 128
 
 
 def normalizer():
@@ -71,7 +76,7 @@ def load_speech_model(src: str | os.PathLike):
 
 @torch.inference_mode()
 def transcribe(model, tokenizer, audios, beams: int = 1, batch_size: int = 8,
-               progress: bool = False) -> list[str]:
+               progress: bool = False, max_new_tokens: int = MAX_NEW_TOKENS) -> list[str]:
     """Text of each 16 kHz clip (float32 arrays of at most 30 s)."""
     from tqdm import tqdm
 
@@ -90,13 +95,14 @@ def transcribe(model, tokenizer, audios, beams: int = 1, batch_size: int = 8,
             raise LayershareError(f"a clip of {long[0]:.1f} s: Whisper decodes at most 30 s")
         features = extractor(batch, sampling_rate=SAMPLING_RATE, return_tensors="pt")
         ids = model.generate(features.input_features.to(dtype), num_beams=beams,
-                             do_sample=False)
+                             do_sample=False, max_new_tokens=max_new_tokens)
         out += [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
     return out
 
 
 def evaluate_wer(model, tokenizer, utterances, beams: int = 1, batch_size: int = 8,
-                 limit: int | None = None, progress: bool = False) -> dict:
+                 limit: int | None = None, progress: bool = False,
+                 max_new_tokens: int = MAX_NEW_TOKENS) -> dict:
     """WER of ``model`` on ``utterances`` (:class:`~layershare.data.audio.Utterance`), the
     first ``limit`` of them when given; with decoding time and each hypothesis."""
     if limit is not None:
@@ -106,13 +112,14 @@ def evaluate_wer(model, tokenizer, utterances, beams: int = 1, batch_size: int =
     if not utterances:
         raise LayershareError("no utterances to evaluate")
     start = time.perf_counter()
-    hyps = transcribe(model, tokenizer, [u.audio for u in utterances], beams, batch_size, progress)
+    hyps = transcribe(model, tokenizer, [u.audio for u in utterances], beams, batch_size, progress,
+                      max_new_tokens)
     seconds = time.perf_counter() - start
     audio = sum(u.seconds for u in utterances)
     return {**word_errors([u.text for u in utterances], hyps),
             "utterances": len(utterances), "audio_seconds": round(audio, 2),
             "decode_seconds": round(seconds, 2), "real_time_factor": round(seconds / audio, 4),
-            "beams": beams,
+            "beams": beams, "max_new_tokens": max_new_tokens,
             "hypotheses": [{"id": u.id, "ref": u.text, "hyp": h} for u, h in zip(utterances, hyps)]}
 
 

@@ -188,7 +188,7 @@ def write_model(path: str | os.PathLike, spec: str, variables: dict[str, np.ndar
     out = [struct.pack("<I", CURRENT_VERSION), string(spec), struct.pack("<II", revision,
                                                                           len(variables))]
     for name, value in sorted(variables.items()):
-        value = np.ascontiguousarray(value)
+        value = np.asarray(value)  # 0-d stays 0-d (ascontiguousarray would make it 1-d)
         if value.dtype.name not in DTYPES:
             raise LayershareError(f"{name}: dtype {value.dtype} has no CTranslate2 id")
         raw = value.astype(value.dtype.newbyteorder("<")).tobytes()
