@@ -80,17 +80,24 @@ def plot(rows: list[dict], path: Path) -> None:
                 front.append((x, y))
                 best = y
         ax.plot(*zip(*front), color="grey", lw=1, ls="--", zorder=2, label="Pareto front")
-        for i, (r, x, y) in enumerate(zip(rows, xs, ys)):
-            ax.annotate(r["label"], (x, y), textcoords="offset points",
-                        xytext=(6, 10 if i % 2 else -14), fontsize=8)
+        for i, (x, y) in enumerate(zip(xs, ys)):  # numbers, keyed below: labels never overlap
+            ax.annotate(str(i), (x, y), textcoords="offset points", fontsize=8,
+                        xytext=(5 + 8 * (i % 2), 3 - 10 * (i % 3 == 2)))
         ax.set_yscale("log")
         ax.set_xlabel("encoder parameters (millions, conv front end and positions included)")
         ax.set_ylabel("WER % (log scale)")
         ax.set_title(f"{title}, data-free, encoder only")
         ax.grid(alpha=0.3, which="both")
         ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
+    key = "   ".join(f"{i}: {r['label']}" for i, r in enumerate(rows))
+    fig.text(0.5, 0.01, "\n".join(_wrap(key, 150)), ha="center", va="bottom", fontsize=8)
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
     fig.savefig(path, dpi=120)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+    return textwrap.wrap(text, width, break_on_hyphens=False)
 
 
 def main(argv=None) -> int:
@@ -99,7 +106,14 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--replot", action="store_true",
+                        help="only redraw speech.png and the table from --out/speech.json")
     args = parser.parse_args(argv)
+    if args.replot:
+        rows = json.loads((args.out / "speech.json").read_text())
+        plot(rows, args.out / "speech.png")
+        print(table(rows))
+        return 0
     espeak = spread(test_utterances("espeak-en", args.data_dir), args.limit)
     librivox = test_utterances("librivox", args.data_dir)
     base, tokenizer = load_speech_model("whisper-tiny-en")
