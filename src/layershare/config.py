@@ -13,6 +13,7 @@ from .errors import LayershareError
 from .svd import INITS
 
 METHODS = ("residual", "lowrank", "tied")
+STACKS = ("all", "encoder", "decoder")
 
 
 @dataclass
@@ -43,6 +44,8 @@ class ShareConfig:
         "help": "per-matrix ranks that override rank: {stack path: {matrix name: [rank of "
                 "layer 0, layer 1, ...]}} (written by compress --keep; lowrank groups use "
                 "the rank of their first layer)"})
+    stacks: str = field(default="all", metadata={
+        "help": "which stacks of an encoder-decoder model to share: all | encoder | decoder"})
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -58,6 +61,11 @@ class ShareConfig:
                                   f"{', '.join(KINDS)}")
         if self.linears is not None and self.stack is None:
             raise LayershareError("linears= needs stack= too")
+        if self.stacks not in STACKS:
+            raise LayershareError(f"unknown stacks {self.stacks!r}; choose one of {', '.join(STACKS)}")
+        if self.stacks != "all" and self.stack is not None:
+            raise LayershareError("stacks= picks among the architecture's own stacks; with "
+                                  "stack= name the one stack to share instead")
         if self.diag is None:
             self.diag = self.method == "residual"
         for path, per_name in (self.ranks or {}).items():

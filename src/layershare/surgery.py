@@ -34,11 +34,30 @@ class Stack:
         return model.get_submodule(self.path)
 
 
+def stack_role(path: str) -> str | None:
+    """``encoder`` or ``decoder`` when a component of the stack's path names one, else None."""
+    parts = path.split(".")
+    if any("decoder" in p for p in parts):
+        return "decoder"
+    if any("encoder" in p for p in parts):
+        return "encoder"
+    return None
+
+
 def stack_specs(model: nn.Module, config: ShareConfig | None = None) -> list[StackSpec]:
-    """The stacks to convert: the user's explicit one, or the architecture's defaults."""
+    """The stacks to convert: the user's explicit one, or the architecture's defaults
+    (those of ``config.stacks``: all, or only the encoder or decoder stack)."""
     if config is not None and config.stack is not None:
         return [explicit_stack(model, config.stack, config.linears)]
-    return [StackSpec(find_stack(model, s.path)[0], s.linears) for s in default_stacks(model)]
+    specs = [StackSpec(find_stack(model, s.path)[0], s.linears) for s in default_stacks(model)]
+    wanted = "all" if config is None else config.stacks
+    if wanted == "all":
+        return specs
+    chosen = [s for s in specs if stack_role(s.path) == wanted]
+    if not chosen:
+        raise LayershareError(f"stacks={wanted}: {type(model).__name__} has no {wanted} stack "
+                              f"(its stacks: {', '.join(s.path for s in specs)})")
+    return chosen
 
 
 def _selected(names_kinds, matrices) -> tuple[str, ...]:
@@ -74,8 +93,8 @@ def convert(model: nn.Module, method: str = "residual", **options) -> nn.Module:
 
     ``options`` are the fields of :class:`~layershare.config.ShareConfig`: ``group_size``,
     ``rank``, ``strategy``, ``init``, ``diag``, ``matrices``, ``tie_other``, ``stack``,
-    ``linears``, ``ranks``. Weights are initialised from the model's current (dense) weights,
-    see ResidualLinear.fit, LowRankLinear and svd.pick_shared.
+    ``linears``, ``ranks``, ``stacks``. Weights are initialised from the model's current
+    (dense) weights, see ResidualLinear.fit, LowRankLinear and svd.pick_shared.
     """
     config = options.pop("config", None) or ShareConfig(method=method, **options)
     stacks = plan_stacks(model, config)

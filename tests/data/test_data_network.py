@@ -60,3 +60,11 @@ def test_wordnet_supersense(tmp_path):
     total = sum(len(rows) for rows in splits.values())
     assert 110000 < total < 120000
     assert 0.78 < len(splits["train"]) / total < 0.82
+
+
+def test_librivox(tmp_path):
+    pytest.importorskip("soxr", reason="soxr is missing: pip install 'layershare[speech]'")
+    out, manifest, splits = fetched("librivox", ["apt-get", "dpkg-deb"], tmp_path)
+    assert manifest["counts"]["test"]["utterances"] == 5
+    assert [u.text.split()[:3] for u in splits["test"]][1] == ["he", "was", "not"]
+    assert 20 < sum(u.seconds for u in splits["test"]) < 30

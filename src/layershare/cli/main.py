@@ -6,6 +6,7 @@
     layershare train | translate            (cli/train.py)
     layershare generate                     (cli/generate.py)
     layershare data prepare NAME            (cli/data.py)
+    layershare eval-speech MODEL --data SET   (cli/speech.py)
 
 Each verb group is one module with ``add_commands(subparsers)``; every verb sets ``func``.
 No verb module imports another. A user mistake prints one line on stderr and exits with
@@ -19,9 +20,9 @@ import argparse
 import sys
 
 from ..errors import LayershareError
-from . import compress, data, evaluate, generate, share, train
+from . import compress, data, evaluate, generate, share, speech, train
 
-GROUPS = (share, compress, evaluate, train, generate, data)
+GROUPS = (share, compress, evaluate, train, generate, data, speech)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from ..arch import KINDS
-from ..config import METHODS
+from ..config import METHODS, STACKS
 from ..errors import LayershareError
 from ..plan import STRATEGIES
 from ..svd import INITS
@@ -22,7 +22,9 @@ from .common import strategy_arg
 def add_commands(sub) -> None:
     """Register convert, inspect and merge on an ``add_subparsers`` object."""
     p = sub.add_parser("convert", help="share the weights of a transformers model's layers")
-    p.add_argument("src", help="transformers model directory (config.json + weights) or .gguf file")
+    p.add_argument("src", help="transformers model directory (config.json + weights), .gguf "
+                               "file, CTranslate2 Whisper directory or short name "
+                               "(smollm2-135m, minilm-l6, whisper-tiny-en)")
     p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--group-size", type=int, default=2, help="layers per sharing group (K)")
     p.add_argument("--rank", type=int, default=64, help="rank of the low-rank factors")
@@ -33,6 +35,8 @@ def add_commands(sub) -> None:
                    help="per-layer diagonal (default: on for residual, off for lowrank)")
     p.add_argument("--matrices", default=",".join(KINDS),
                    help=f"comma-separated subset of {','.join(KINDS)}")
+    p.add_argument("--stacks", choices=STACKS, default="all",
+                   help="stacks of an encoder-decoder model to share (default all)")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=cmd_convert)
 
@@ -57,7 +61,7 @@ def cmd_convert(args) -> None:
     model = from_local(args.src)
     convert(model, method=args.method, group_size=args.group_size, rank=args.rank,
             strategy=args.strategy, init=args.init, diag=args.diag,
-            matrices=[m for m in args.matrices.split(",") if m])
+            matrices=[m for m in args.matrices.split(",") if m], stacks=args.stacks)
     save(model, args.out, extra_files=tokenizer_files(args.src))
     print(f"wrote {args.out}\n{count(model)}")
 

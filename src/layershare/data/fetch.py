@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import LayershareError
 
 # Which Debian package provides each tool, for the "install X" message.
-TOOL_PACKAGES = {"npm": "npm", "apt-get": "apt", "dpkg-deb": "dpkg"}
+TOOL_PACKAGES = {"npm": "npm", "apt-get": "apt", "dpkg-deb": "dpkg", "espeak-ng": "espeak-ng"}
 
 
 class MissingToolError(LayershareError):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import LayershareError
-from . import brown, libreoffice, local, wordnet
+from . import brown, espeak, libreoffice, librivox, local, wordnet
 from .fetch import say
 from .store import (check_ready, default_data_dir, new_partial, publish, read_manifest,
                     remove_stale_partials, write_manifest)
@@ -28,7 +28,7 @@ class Recipe:
     """One data set: how to build it (``None`` for the user's own files) and read it."""
 
     name: str
-    task: str                    # "lm", "translation" or "classification"
+    task: str                    # "lm", "translation", "classification" or "asr"
     summary: str
     version: int = 0
     build: Callable[[Path, Path, bool], dict] | None = None
@@ -49,6 +49,11 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("wordnet-supersense", "classification",
            "WordNet glosses -> 45 supersenses (Debian)",
            wordnet.VERSION, wordnet.build, wordnet.read, wordnet.train_texts),
+    Recipe("espeak-en", "asr",
+           "LibreOffice help sentences (held-out files) spoken by espeak-ng, 16 kHz (Debian)",
+           espeak.VERSION, espeak.build, espeak.read, espeak.train_texts),
+    Recipe("librivox", "asr", "5 real LibriVox clips of pocketsphinx-testdata, 16 kHz (Debian)",
+           librivox.VERSION, librivox.build, librivox.read, librivox.train_texts),
     Recipe("text", "lm", "your own text files, one per split", read=local.load_text_splits),
     Recipe("parallel", "translation", "your own line-aligned file pairs, one pair per split",
            read=local.load_parallel_splits),

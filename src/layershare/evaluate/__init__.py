@@ -1,4 +1,5 @@
-"""Evaluation a user can trust: perplexity and label-free fidelity to the original model."""
+"""Evaluation a user can trust: perplexity and label-free fidelity to the original model
+(perplexity.py, fidelity.py), word error rate of speech recognisers (wer.py)."""
 
 from .perplexity import lm_quality
 

@@ -1,8 +1,9 @@
 """Loading and writing transformers models from local files only (never a hub).
 
 ``from_local(src)`` takes a transformers model directory (``config.json`` + weights), a
-``.gguf`` file or a short name of formats/pretrained.py (``smollm2-135m``); the class comes
-from ``config.architectures`` and must be one of transformers' own (no ``trust_remote_code``).
+``.gguf`` file, a CTranslate2 Whisper directory (``model.bin``; formats/whisper.py) or a short
+name of formats/pretrained.py (``smollm2-135m``, ``whisper-tiny-en``); the class comes from
+``config.architectures`` and must be one of transformers' own (no ``trust_remote_code``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 
 from ..errors import LayershareError
 from .pretrained import resolve
+from .whisper import is_ctranslate2_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -38,6 +40,9 @@ def from_local(src: str | os.PathLike) -> nn.Module:
     if not src.exists():
         raise LayershareError(f"{src}: no such file or directory")
     kwargs = {}
+    if is_ctranslate2_dir(src):
+        from .whisper import from_ctranslate2
+        return from_ctranslate2(src)
     if src.is_file():
         if src.suffix != ".gguf":
             raise LayershareError(f"{src}: expected a transformers model directory or a .gguf file")
@@ -74,6 +79,9 @@ def auto_tokenizer(src: str | os.PathLike):
 
     src = resolve(src)
     kwargs = {}
+    if is_ctranslate2_dir(src):
+        from .whisper import tokenizer
+        return tokenizer(src)
     if src.is_file():
         src, kwargs = src.parent, {"gguf_file": src.name}
     try:

