@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from ..errors import LayershareError
+from .common import out_arg
 
 
 def add_commands(sub) -> None:
@@ -24,7 +25,9 @@ def add_commands(sub) -> None:
     p.add_argument("--config", type=Path, help="YAML run config (see configs/); default: defaults")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.steps=200 (repeatable)")
-    p.add_argument("--out", type=Path, help="run directory (re-run the same command to resume)")
+    p.add_argument("--out", type=out_arg, help="run directory (re-run the same command to resume)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="discard the run (or other layershare output) in --out and start afresh")
     p.add_argument("--help-config", action="store_true", help="list every config key and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     p.set_defaults(func=cmd_train)
@@ -60,22 +63,20 @@ def cmd_train(args) -> None:
     if args.out is None:
         raise LayershareError("train: --out DIR is required")
     cfg = load_config(args.config, args.overrides)
-    train(cfg, args.out, progress=not args.quiet)
+    train(cfg, args.out, progress=not args.quiet, overwrite=args.overwrite)
 
 
 def run_dir(directory: Path):
     """(config, model, task, device, autocast) of a finished run directory."""
-    import yaml
-
     from .. import load
-    from ..train.config import config_from_dict
+    from ..train.config import read_run_config
     from ..train.datasets import build_task
     from ..train.trainer import autocast_for, pick_device
 
     config_path, model_dir = directory / "config.yaml", directory / "model"
     if not config_path.is_file() or not model_dir.is_dir():
         raise LayershareError(f"{directory}: not a finished run (needs config.yaml and model/)")
-    cfg = config_from_dict(yaml.safe_load(config_path.read_text()))
+    cfg = read_run_config(config_path)
     device = pick_device(cfg)
     model = load(model_dir).to(device).eval()
     return cfg, model, device, autocast_for(cfg, device), build_task

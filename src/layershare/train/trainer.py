@@ -24,10 +24,11 @@ state rides in the ``last`` checkpoint.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
 import torch
@@ -38,13 +39,14 @@ from tqdm import tqdm
 
 from .. import count, save
 from ..errors import LayershareError
+from ..outputs import LOCK, check_out, lock_directory
 from . import distributed
-from .config import RunConfig, config_from_dict
+from .config import RunConfig, read_run_config
 from .datasets import TOKENIZER, build_task
 from .dlt_plugin import DLTPlugin, refuse_ddp
 from .evaluate import split_metrics
 from .optim import autocast_for, make_optimizer, pick_device, share
-from .report import FinalWindow, MetricsLog, peak_memory, plot_losses, write_results
+from .report import RESULTS, FinalWindow, MetricsLog, peak_memory, plot_losses, write_results
 from .schedule import lr_at
 from .state import (
     load_model,
@@ -81,8 +83,11 @@ def _same_run(saved: dict, cfg: RunConfig) -> bool:
 
 
 class Trainer:
-    def __init__(self, cfg: RunConfig, out, progress: bool = True):
-        self.cfg, self.out, self.progress = cfg, Path(out), progress
+    def __init__(self, cfg: RunConfig, out, progress: bool = True, overwrite: bool = False):
+        self.cfg, self.out, self.progress, self.overwrite = cfg, out, progress, overwrite
+        self.exits = ExitStack()  # rank 0's lock on OUT, held until the run ends
+        self.fresh_entries: set[str] | None = None  # what a fresh start found in OUT
+        self.created = False  # OUT did not exist before this run
         self.device = pick_device(cfg)
         if cfg.share.method == "dlt":
             refuse_ddp()  # before joining a process group
@@ -99,7 +104,8 @@ class Trainer:
 
     # -- setup ---------------------------------------------------------------------------
     def setup(self) -> None:
-        """Rank 0 prepares data, tokenizer and OUT (others wait, then read what it wrote)."""
+        """Rank 0 checks and locks OUT and prepares data and tokenizer (others wait, then
+        read what it wrote). Nothing is written before the config and OUT are checked."""
         t = self.cfg.train
         if t.batch_size % (self.d.world * t.grad_accum):
             raise LayershareError(f"train.batch_size ({t.batch_size}) must be divisible by "
@@ -108,10 +114,15 @@ class Trainer:
         error = None
         if self.d.main:
             try:
+                self.out = check_out(self.out, "run", sources=self._sources(),
+                                     overwrite=self.overwrite)
+                self.created = not self.out.exists()
+                self.exits.enter_context(lock_directory(self.out))
                 self.info = self._check_out()
                 self.task = build_task(self.cfg, self.out, self.progress)
             except LayershareError as exc:
                 error = exc
+        self.out = Path(self.out)
         if distributed.broadcast_flag(self.d, error is not None):
             raise error or LayershareError("rank 0 could not set up the run (see its error)")
         if not self.d.main:
@@ -119,22 +130,61 @@ class Trainer:
             self.task = build_task(self.cfg, self.out, False, setup=False)
         self.order = Order(self.task.size("train"), self.cfg.train.seed)
 
+    def _sources(self) -> list:
+        """Files the run reads; with --overwrite, OUT must not hold them (it is emptied)."""
+        if not self.overwrite:
+            return []
+        d = self.cfg.data
+        paths = [d.tokenizer, d.dir]
+        for split in (d.train, d.valid, d.test):
+            paths += split if isinstance(split, list) else (
+                list(split.values()) if isinstance(split, dict) else [split])
+        return [p for p in paths if isinstance(p, str)]
+
     def _check_out(self) -> dict | None:
-        recover(self.out)
-        info = read_info(self.out)
-        path = self.out / CONFIG
+        """Resume (the same config), or a fresh start; ``--overwrite`` empties OUT first."""
+        out = self.out
+        if self.overwrite:
+            for entry in out.iterdir() if out.is_dir() else ():
+                if entry.name != LOCK:
+                    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() \
+                        else entry.unlink()
+        recover(out)
+        info = read_info(out)
+        path = out / CONFIG
         if info is not None:
-            saved = config_from_dict(yaml.safe_load(path.read_text())).to_dict()
+            saved = read_run_config(path).to_dict()
             if not _same_run(saved, self.cfg):
-                raise LayershareError(f"{self.out} holds a run with a different config ({path}); "
-                                      "use the same config to resume, or another --out")
+                raise LayershareError(f"{out} holds a run with a different config ({path}); "
+                                      "use the same config to resume, --overwrite to start "
+                                      "afresh, or another --out")
         else:  # a fresh start: nothing of an earlier attempt may leak in
-            shutil.rmtree(self.out / "checkpoints", ignore_errors=True)
-            for name in (TOKENIZER, "labels.json", "results.json"):
-                (self.out / name).unlink(missing_ok=True)
-        self.out.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
+            for name in (TOKENIZER, "labels.json", RESULTS):
+                (out / name).unlink(missing_ok=True)
+            self.fresh_entries = {p.name for p in out.iterdir()}
         return info
+
+    def write_config(self) -> None:
+        """``OUT/config.yaml``, once the model is built: a config that fails late leaves no
+        half-started run behind (:meth:`discard_fresh` removes what setup wrote)."""
+        if self.d.main:
+            text = yaml.safe_dump(self.cfg.to_dict(), sort_keys=False)
+            tmp = self.out / (CONFIG + ".partial")
+            tmp.write_text(text)
+            tmp.replace(self.out / CONFIG)
+
+    def discard_fresh(self) -> None:
+        """After a failed fresh start: remove what this run added to OUT (tokenizer, labels,
+        lock), and OUT itself when it was not there before."""
+        if not self.d.main or self.fresh_entries is None or not isinstance(self.out, Path):
+            return
+        for entry in self.out.iterdir():
+            if self.created or entry.name not in self.fresh_entries:
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else \
+                    entry.unlink(missing_ok=True)
+        if self.created:
+            self.out.rmdir()
 
     def build(self) -> None:
         """Model + optimizer, fresh or from ``checkpoints/last``."""
@@ -306,10 +356,25 @@ class Trainer:
             "test_model": "best" if model is not self.model else "last", **test}
         if self.dlt is not None:
             self.dlt.finish(results, model)
+        results = {**self._earlier_window(), **results}
         write_results(self.out, results)
         plot_losses(self.out)
         self.say(summary(results))
         return results
+
+
+    def _earlier_window(self) -> dict:
+        """A re-run of a finished training measures no final window; keep the figures the
+        finishing run measured (same step count) instead of dropping them."""
+        if self.window is not None and self.window.figures:
+            return {}
+        try:
+            earlier = json.loads((self.out / RESULTS).read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(earlier, dict) or earlier.get("steps") != self.step:
+            return {}
+        return {k: v for k, v in earlier.items() if k.startswith("final_")}
 
 
 def summary(r: dict) -> str:
@@ -318,13 +383,24 @@ def summary(r: dict) -> str:
             f"{r['compression']:.2f}x), {score}, {r['train_tokens_per_s']:,.0f} tokens/s")
 
 
-def train(cfg: RunConfig, out, progress: bool = True) -> dict:
-    """Train (or resume) ``cfg`` into ``out``; returns results (empty on ranks other than 0)."""
-    trainer = Trainer(cfg, out, progress)
+def train(cfg: RunConfig, out, progress: bool = True, overwrite: bool = False) -> dict:
+    """Train (or resume) ``cfg`` into ``out``; returns results (empty on ranks other than 0).
+
+    ``out`` follows :mod:`layershare.outputs`: a new or empty directory, or an earlier run
+    (resumed when the config matches); ``overwrite`` discards what is there and starts
+    afresh. Rank 0 holds an exclusive lock on ``out`` until the run ends.
+    """
+    trainer = Trainer(cfg, out, progress, overwrite)
     try:
-        trainer.setup()
-        trainer.build()
+        try:
+            trainer.setup()
+            trainer.build()
+        except BaseException:
+            trainer.discard_fresh()
+            raise
+        trainer.write_config()
         trainer.fit()
         return trainer.finish()
     finally:
+        trainer.exits.close()
         distributed.shutdown(trainer.d)
