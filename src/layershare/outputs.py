@@ -55,7 +55,7 @@ def _has(*names: str) -> Callable[[Path], bool]:
 
 def _is_run(d: Path) -> bool:
     return (d / LOCK).is_file() or (d / "config.yaml").is_file() and any(
-        (d / n).exists() for n in (LOCK, "checkpoints", "metrics.jsonl", "results.json"))
+        (d / n).exists() for n in ("checkpoints", "metrics.jsonl", "results.json", "tokenizer.json"))
 
 
 #: kind -> (what it is, in words; how to recognise one without a marker)
@@ -240,17 +240,18 @@ def _normal_permissions(tmp: Path) -> None:
 
 
 def torch_save(obj, path: Path) -> None:
-    """``torch.save``, with its write failures (a RuntimeError from the zip writer) raised
-    as the OSError they are, so :func:`atomic_directory` reports them in one line."""
+    """``torch.save``, with its write failures raised as the OSError they are, so
+    :func:`atomic_directory` reports them in one line. torch's zip writer turns a full disk
+    or a size limit into a RuntimeError (``PytorchStreamWriter failed writing file``,
+    ``unexpected pos``); what we save is plain containers of tensors, which serialise, so a
+    RuntimeError here is the file system's."""
     import torch
 
     try:
         torch.save(obj, path)
     except RuntimeError as exc:
-        if "write" not in str(exc).lower():
-            raise
-        raise OSError(errno.EIO, f"cannot write {Path(path).name} "
-                                 f"({describe(exc)})", str(path)) from None
+        raise OSError(errno.EIO, f"cannot write {Path(path).name}, the disk may be full "
+                                 f"({describe(exc)})") from None
 
 
 @contextmanager

@@ -138,6 +138,7 @@ def test_fresh_start_discards_leftovers(tmp_path, text_data):
     (out / "checkpoints" / "best").mkdir(parents=True)
     (out / "checkpoints" / "best" / "info.json").write_text('{"step": 999}')
     (out / "tokenizer.json").write_text("not a tokenizer")
+    (out / "train.lock").touch()  # what the killed run held: the directory is a run's
     sets = tiny(text_data, "text", train={"steps": 5, "eval_every": 5, "save_every": 5})
     results = train(load_config(None, sets), out, progress=False)
     assert results["best_valid"]["step"] == 5 and results["test_model"] == "best"

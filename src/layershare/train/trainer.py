@@ -24,6 +24,7 @@ state rides in the ``last`` checkpoint.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import shutil
@@ -215,11 +216,26 @@ class Trainer:
             self.dlt = DLTPlugin(self, resume=extra.get("dlt"))
 
     def _wrap(self) -> None:
+        self.release_engine()  # LightFormer re-wraps after the transfer
         self.optimizer = make_optimizer(self.model, self.cfg, self.device)
         self.engine = LossModule(self.model, self.task)
         if self.d.active:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.engine = DistributedDataParallel(self.engine, device_ids=ids)
+
+    def release_engine(self) -> None:
+        """Free the DDP wrapper now, on every rank at the same point of the program.
+
+        Why: a DistributedDataParallel object sits in a reference cycle, so dropping it
+        leaves it (its Reducer, its autograd hooks, its reference to the process group) to
+        the cyclic garbage collector, which runs at a moment that differs between ranks --
+        during a later backward pass, or at interpreter exit after the process group was
+        destroyed while the other rank still talks to it. LightFormer's re-wrap after the
+        transfer left one such object behind on every rank (test_two_processes_equal_one
+        [lightformer]: rank 1 aborted, exit -6, once in three runs)."""
+        if isinstance(getattr(self, "engine", None), DistributedDataParallel):
+            self.engine = None
+            gc.collect()
 
     @property
     def converted(self) -> bool:
@@ -400,7 +416,10 @@ def train(cfg: RunConfig, out, progress: bool = True, overwrite: bool = False) -
             raise
         trainer.write_config()
         trainer.fit()
-        return trainer.finish()
+        results = trainer.finish()
+        distributed.barrier(trainer.d)  # no rank leaves while rank 0 still writes
+        return results
     finally:
         trainer.exits.close()
+        trainer.release_engine()  # before the process group goes
         distributed.shutdown(trainer.d)
