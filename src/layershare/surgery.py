@@ -63,6 +63,8 @@ def convert(model: nn.Module, method: str = "residual", **options) -> nn.Module:
     ``linears``. Weights are initialised from the model's current (dense) weights, see
     ResidualLinear.fit, LowRankLinear and svd.pick_shared.
     """
+    if not isinstance(model, nn.Module):
+        raise LayershareError(f"convert expects a torch nn.Module, got {type(model).__name__}")
     if getattr(model, "layershare_config", None) is not None:
         raise LayershareError("this model is converted already; merge it first")
     config = options.pop("config", None) or ShareConfig(method=method, **options)
