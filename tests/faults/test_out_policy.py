@@ -54,7 +54,7 @@ def _setup(command, case, tmp_path, gpt2_src, compact):
         elif case == "foreign":
             (user / "brown").mkdir()
             (user / "brown" / "train.txt").write_text("my own corpus\n")
-        argv = ["data", "prepare", "brown", "--dir", user if case != "empty" else ""]
+        argv = ["data", "prepare", "brown", "--quiet", "--dir", user if case != "empty" else ""]
     return argv, [user] + ([source] if source is not None else [])
 
 

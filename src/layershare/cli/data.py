@@ -15,9 +15,10 @@ def add_commands(sub) -> None:
     q.add_argument("--dir", type=out_arg, default=None,
                    help="data directory (default $LAYERSHARE_DATA or ./data)")
     q.add_argument("--force", action="store_true", help="rebuild even when ready")
+    q.add_argument("--quiet", action="store_true", help="no progress messages")
     q.set_defaults(func=cmd_data_prepare)
 
 
 def cmd_data_prepare(args) -> None:
     from ..data import prepare
-    prepare(args.name, args.dir, force=args.force)
+    prepare(args.name, args.dir, progress=not args.quiet, force=args.force)
