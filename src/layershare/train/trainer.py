@@ -275,8 +275,11 @@ class Trainer:
                 loss.backward()
             total += float(loss.detach())
             tokens += batch["tokens"]
-        if t.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        # the global gradient norm before clipping (logged: it shows a gradient-scale error,
+        # which AdamW's update and clipping would hide); max_norm=inf measures, clips nothing
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                              t.grad_clip if t.grad_clip > 0 else math.inf)
+        self.grad_norm = float(norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return total, tokens * self.d.world
@@ -334,7 +337,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{speed:,.0f}")
                 if self.step % t.log_every == 0 or self.step == t.steps:
                     log.log(self.step, "train", loss=loss, lr=self.optimizer.param_groups[0]["lr"],
-                            tokens_per_s=speed)
+                            grad_norm=self.grad_norm, tokens_per_s=speed)
                 if self.step % t.eval_every == 0 or self.step == t.steps:
                     self.evaluate(log)
                 if self.step % t.save_every == 0 or self.step == t.steps:
