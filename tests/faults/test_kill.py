@@ -97,11 +97,11 @@ def test_two_trainings_into_one_directory(tmp_path, cli):
             assert first.poll() is None, first.stderr.read()
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        before = sorted(p.name for p in out.iterdir())
+        stamp = {n: (out / n).stat().st_mtime_ns for n in ("config.yaml", "tokenizer.json")}
         rc, err = cli(["train", "--quiet", *sets, "--out", out])
         assert_one_line(rc, err, "in use by another training run")
         assert first.poll() is None  # still running, untouched by the refused one
-        assert sorted(p.name for p in out.iterdir()) == before
+        assert {n: (out / n).stat().st_mtime_ns for n in stamp} == stamp
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()

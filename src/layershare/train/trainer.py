@@ -27,22 +27,20 @@ from __future__ import annotations
 import gc
 import json
 import math
-import shutil
 import time
 from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
 import torch
-import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .. import count, save
 from ..errors import LayershareError
-from ..outputs import LOCK, check_out, lock_directory
-from . import distributed
-from .config import RunConfig, read_run_config
+from ..outputs import check_out, lock_directory
+from . import distributed, rundir
+from .config import RunConfig
 from .datasets import TOKENIZER, build_task
 from .dlt_plugin import DLTPlugin, refuse_ddp
 from .evaluate import split_metrics
@@ -59,9 +57,7 @@ from .state import (
 )
 from .tasks import Order, to_device
 
-CONFIG = "config.yaml"
-RESTARTABLE = {"train": ("steps", "eval_every", "save_every", "log_every", "eval_batches"),
-               "eval": ("batch_size", "beam_size", "max_len", "test_limit")}
+CONFIG = rundir.CONFIG
 
 
 class LossModule(nn.Module):
@@ -73,14 +69,6 @@ class LossModule(nn.Module):
 
     def forward(self, batch: dict):
         return self.task.loss(self.model, batch)
-
-
-def _same_run(saved: dict, cfg: RunConfig) -> bool:
-    a, b = dict(saved), cfg.to_dict()
-    for section, keys in RESTARTABLE.items():
-        a[section] = {k: v for k, v in a[section].items() if k not in keys}
-        b[section] = {k: v for k, v in b[section].items() if k not in keys}
-    return a == b
 
 
 class Trainer:
@@ -115,8 +103,8 @@ class Trainer:
         error = None
         if self.d.main:
             try:
-                self.out = check_out(self.out, "run", sources=self._sources(),
-                                     overwrite=self.overwrite)
+                self.out = check_out(self.out, "run", overwrite=self.overwrite,
+                                     sources=rundir.data_paths(self.cfg) if self.overwrite else ())
                 self.created = not self.out.exists()
                 self.exits.enter_context(lock_directory(self.out))
                 self.info = self._check_out()
@@ -131,61 +119,17 @@ class Trainer:
             self.task = build_task(self.cfg, self.out, False, setup=False)
         self.order = Order(self.task.size("train"), self.cfg.train.seed)
 
-    def _sources(self) -> list:
-        """Files the run reads; with --overwrite, OUT must not hold them (it is emptied)."""
-        if not self.overwrite:
-            return []
-        d = self.cfg.data
-        paths = [d.tokenizer, d.dir]
-        for split in (d.train, d.valid, d.test):
-            paths += split if isinstance(split, list) else (
-                list(split.values()) if isinstance(split, dict) else [split])
-        return [p for p in paths if isinstance(p, str)]
-
     def _check_out(self) -> dict | None:
-        """Resume (the same config), or a fresh start; ``--overwrite`` empties OUT first."""
-        out = self.out
-        if self.overwrite:
-            for entry in out.iterdir() if out.is_dir() else ():
-                if entry.name != LOCK:
-                    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() \
-                        else entry.unlink()
-        recover(out)
-        info = read_info(out)
-        path = out / CONFIG
-        if info is not None:
-            saved = read_run_config(path).to_dict()
-            if not _same_run(saved, self.cfg):
-                raise LayershareError(f"{out} holds a run with a different config ({path}); "
-                                      "use the same config to resume, --overwrite to start "
-                                      "afresh, or another --out")
-        else:  # a fresh start: nothing of an earlier attempt may leak in
-            shutil.rmtree(out / "checkpoints", ignore_errors=True)
-            for name in (TOKENIZER, "labels.json", RESULTS):
-                (out / name).unlink(missing_ok=True)
-            self.fresh_entries = {p.name for p in out.iterdir()}
+        info, self.fresh_entries = rundir.prepare(self.out, self.cfg, self.overwrite)
         return info
 
     def write_config(self) -> None:
-        """``OUT/config.yaml``, once the model is built: a config that fails late leaves no
-        half-started run behind (:meth:`discard_fresh` removes what setup wrote)."""
         if self.d.main:
-            text = yaml.safe_dump(self.cfg.to_dict(), sort_keys=False)
-            tmp = self.out / (CONFIG + ".partial")
-            tmp.write_text(text)
-            tmp.replace(self.out / CONFIG)
+            rundir.write_config(self.out, self.cfg)
 
     def discard_fresh(self) -> None:
-        """After a failed fresh start: remove what this run added to OUT (tokenizer, labels,
-        lock), and OUT itself when it was not there before."""
-        if not self.d.main or self.fresh_entries is None or not isinstance(self.out, Path):
-            return
-        for entry in self.out.iterdir():
-            if self.created or entry.name not in self.fresh_entries:
-                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else \
-                    entry.unlink(missing_ok=True)
-        if self.created:
-            self.out.rmdir()
+        if self.d.main and isinstance(self.out, Path):
+            rundir.discard_fresh(self.out, self.fresh_entries, self.created)
 
     def build(self) -> None:
         """Model + optimizer, fresh or from ``checkpoints/last``."""
