@@ -7,9 +7,22 @@ from torch import nn
 VOCAB = 96
 
 
+def perturb(model: nn.Module, scale: float = 0.05, seed: int = 0) -> nn.Module:
+    """Add Gaussian noise to EVERY parameter, biases and norms included, in place.
+
+    Why: a freshly built transformers model has all-zero biases and unit LayerNorm weights,
+    under which a merge that drops GPT-2's Conv1D biases, or a save that loses a norm, still
+    reproduces the outputs. Every builder below returns a perturbed model."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * scale)
+    return model
+
+
 def gpt2():
     cfg = transformers.GPT2Config(vocab_size=VOCAB, n_positions=64, n_embd=32, n_layer=4, n_head=4)
-    return transformers.GPT2LMHeadModel(cfg)
+    return perturb(transformers.GPT2LMHeadModel(cfg))
 
 
 def llama():
@@ -17,14 +30,14 @@ def llama():
                                    num_hidden_layers=4, num_attention_heads=4,
                                    num_key_value_heads=2, max_position_embeddings=64,
                                    tie_word_embeddings=True)
-    return transformers.LlamaForCausalLM(cfg)
+    return perturb(transformers.LlamaForCausalLM(cfg))
 
 
 def bert():
     cfg = transformers.BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=4,
                                   num_attention_heads=4, intermediate_size=48,
                                   max_position_embeddings=64)
-    return transformers.BertModel(cfg)
+    return perturb(transformers.BertModel(cfg))
 
 
 def whisper():
@@ -36,7 +49,7 @@ def whisper():
                                      decoder_start_token_id=1, pad_token_id=0, eos_token_id=2,
                                      bos_token_id=1, begin_suppress_tokens=None,
                                      suppress_tokens=None)
-    return transformers.WhisperForConditionalGeneration(cfg)
+    return perturb(transformers.WhisperForConditionalGeneration(cfg))
 
 
 def torch_encoder():
@@ -49,8 +62,9 @@ def torch_encoder():
 
 
 def torch_transformer():
-    return nn.Transformer(d_model=32, nhead=4, num_encoder_layers=4, num_decoder_layers=4,
-                          dim_feedforward=48, dropout=0.0, batch_first=True)
+    return perturb(nn.Transformer(d_model=32, nhead=4, num_encoder_layers=4,
+                                  num_decoder_layers=4, dim_feedforward=48, dropout=0.0,
+                                  batch_first=True))
 
 
 def inputs(name: str, batch: int = 2, length: int = 10, seed: int = 0):

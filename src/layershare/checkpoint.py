@@ -12,8 +12,10 @@ A checkpoint is a directory:
 structure, not the weights) and copies the stored tensors in; nothing is unpickled
 (safetensors, ``json``). ``load_structure`` does the same on the meta device against the
 safetensors header alone: the model's shape and counts without reading or allocating a
-single weight (``layershare inspect`` on a checkpoint of any size). Writes go to a temporary
-directory renamed into place, so a crash never leaves a half-written checkpoint.
+single weight (``layershare inspect`` on a checkpoint of any size). Writes follow the output
+policy of :mod:`layershare.outputs` (a temporary sibling renamed into place; no file or foreign
+directory is ever replaced), so a crash never leaves a half-written checkpoint.
+``layershare.json`` is checked against :data:`META_SCHEMA` before anything in it is used.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -31,8 +33,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import ShareConfig
-from .errors import LayershareError
+from .errors import LayershareError, first_line
+from .outputs import atomic_directory, check_out
 from .surgery import convert
+
+__all__ = ["save", "load", "load_structure", "read_meta", "atomic_directory", "unique_state"]
 
 FORMAT = 1
 WEIGHTS, META = "model.safetensors", "layershare.json"
@@ -58,9 +63,14 @@ def base_info(model: nn.Module) -> dict:
     return {"library": "torch", "class": type(model).__name__}
 
 
-def save(model: nn.Module, directory: str | os.PathLike, extra_files: dict[str, Path] | None = None) -> Path:
-    """Write ``model`` to ``directory`` atomically (replacing what was there)."""
-    directory = Path(directory)
+def save(model: nn.Module, directory: str | os.PathLike,
+         extra_files: dict[str, Path] | None = None, overwrite: bool = False) -> Path:
+    """Write ``model`` to ``directory`` atomically. An earlier checkpoint there is replaced;
+    a file or a directory of other things is refused (``overwrite=True`` replaces another
+    layershare output), see :mod:`layershare.outputs`."""
+    if not isinstance(model, nn.Module):
+        raise LayershareError(f"save expects a torch nn.Module, got {type(model).__name__}")
+    directory = check_out(directory, "checkpoint", overwrite=overwrite, flag="directory")
     config = getattr(model, "layershare_config", None)
     meta = {"format": FORMAT, "config": None if config is None else config.to_dict(),
             "base": base_info(model)}
@@ -77,49 +87,72 @@ def save(model: nn.Module, directory: str | os.PathLike, extra_files: dict[str, 
     return atomic_directory(directory, write)
 
 
-def atomic_directory(directory: Path, write) -> Path:
-    """Call ``write(tmp)`` on a fresh temporary directory, then rename it to ``directory``."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        write(tmp)
-        _normal_permissions(tmp)
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-            directory.rename(old)
-            tmp.rename(directory)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
-
-
-def _normal_permissions(tmp: Path) -> None:
-    """mkdtemp makes a private (0700) directory; give it the usual umask-based modes."""
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)
-    for path in tmp.rglob("*"):
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+#: layershare.json: key -> allowed JSON types; ``base`` and ``config`` are checked further
+META_SCHEMA = {"format": (int,), "config": (dict, type(None)), "base": (dict,)}
+BASE_SCHEMA = {"library": (str,), "class": (str,), "config": (dict,)}
+LIBRARIES = ("transformers", "layershare", "torch")
 
 
 def read_meta(directory: str | os.PathLike) -> dict:
+    """The checkpoint's ``layershare.json``, checked against the schema (types and keys)."""
     path = Path(directory)
     if not path.is_dir():
         raise LayershareError(f"{path}: no such checkpoint directory")
     try:
-        meta = json.loads((path / META).read_text())
+        meta = json.loads((path / META).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise LayershareError(f"{path}: not a layershare checkpoint (no {META})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise LayershareError(f"{path / META}: corrupted ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise LayershareError(f"{path / META}: unknown checkpoint format {meta.get('format')!r}")
+    except OSError as exc:
+        raise LayershareError(f"{path / META}: cannot be read ({exc.strerror})") from None
+    check_meta(meta, path / META)
     return meta
+
+
+def _kinds(types) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", int: "an integer",
+             bool: "true/false", type(None): "null"}
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def _check_keys(tree: dict, schema: dict, where: str, required=()) -> None:
+    for key, value in tree.items():
+        if key not in schema:
+            raise LayershareError(f"{where}: unknown key {key!r}; known: {', '.join(schema)}")
+        types = schema[key]
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            raise LayershareError(f"{where}: {key!r} must be {_kinds(types)}, got {value!r:.60}")
+    missing = [k for k in required if k not in tree]
+    if missing:
+        raise LayershareError(f"{where}: missing key {missing[0]!r}")
+
+
+def check_meta(meta, where) -> None:
+    """Raise a one-line error unless ``meta`` fits :data:`META_SCHEMA`; the stored
+    ShareConfig is checked by ShareConfig itself (its fields, then their values)."""
+    if not isinstance(meta, dict):
+        raise LayershareError(f"{where}: expected a JSON object, got {type(meta).__name__}")
+    _check_keys(meta, META_SCHEMA, where, required=META_SCHEMA)
+    if meta["format"] != FORMAT:
+        raise LayershareError(f"{where}: unknown checkpoint format {meta['format']!r}")
+    base = meta["base"]
+    _check_keys(base, BASE_SCHEMA, f"{where}: base", required=("library", "class"))
+    if base["library"] not in LIBRARIES:
+        raise LayershareError(f"{where}: base library {base['library']!r} is not one of "
+                              f"{', '.join(LIBRARIES)}")
+    if meta["config"] is not None:
+        known = {f.name for f in fields(ShareConfig)}
+        unknown = sorted(set(meta["config"]) - known)
+        if unknown:
+            raise LayershareError(f"{where}: unknown config key {unknown[0]!r}; known: "
+                                  f"{', '.join(sorted(known))}")
+        if "method" not in meta["config"]:
+            raise LayershareError(f"{where}: config has no 'method'")
+        try:
+            ShareConfig(**meta["config"])
+        except LayershareError as exc:
+            raise LayershareError(f"{where}: config: {exc}") from None
 
 
 def build_base(directory: Path, base: dict) -> nn.Module:
@@ -130,9 +163,13 @@ def build_base(directory: Path, base: dict) -> nn.Module:
         if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
             raise LayershareError(f"{directory}: unknown transformers class {base.get('class')!r}")
         try:
-            config = transformers.AutoConfig.from_pretrained(directory)
-        except (OSError, ValueError) as exc:
-            raise LayershareError(f"{directory}/config.json: cannot be read ({exc})") from None
+            config = transformers.AutoConfig.from_pretrained(directory, trust_remote_code=False)
+        except (OSError, ValueError, KeyError) as exc:
+            raise LayershareError(f"{directory}/config.json: cannot be read "
+                                  f"({first_line(exc)})") from None
+        if not isinstance(config, cls.config_class):
+            raise LayershareError(f"{directory}: class {cls.__name__} does not fit its "
+                                  f"config.json (a {type(config).__name__})")
         return cls(config)
     if base.get("library") == "layershare":
         from .models import build_model  # the project's reference models

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 from .arch import KINDS
 from .errors import LayershareError
+from .schema import check_fields
 from .svd import INITS
 
 METHODS = ("residual", "lowrank", "tied")
@@ -48,6 +49,7 @@ class ShareConfig:
         "help": "which stacks of an encoder-decoder model to share: all | encoder | decoder"})
 
     def __post_init__(self):
+        check_fields(self)  # types first: diag="no" or group_size="2" are errors, not truthy
         if self.method not in METHODS:
             raise LayershareError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         least = 0 if self.method == "residual" else 1  # residual rank 0: shared + diagonal

@@ -96,6 +96,8 @@ def convert(model: nn.Module, method: str = "residual", **options) -> nn.Module:
     ``linears``, ``ranks``, ``stacks``. Weights are initialised from the model's current
     (dense) weights, see ResidualLinear.fit, LowRankLinear and svd.pick_shared.
     """
+    if not isinstance(model, nn.Module):
+        raise LayershareError(f"convert expects a torch nn.Module, got {type(model).__name__}")
     config = options.pop("config", None) or ShareConfig(method=method, **options)
     stacks = plan_stacks(model, config)
     for stack in stacks:

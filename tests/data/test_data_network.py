@@ -1,12 +1,15 @@
 """One real ``prepare`` per recipe, fetching from npm / Debian (marked ``network``).
 
-Each skips itself when the client is missing or the registry cannot be reached, and checks
-the properties the recipes promise rather than exact counts (Debian packages move).
+Each skips itself when the client is missing or the registry cannot be reached -- except in
+CI, where ``.ci/run`` sets ``LAYERSHARE_REQUIRE_NETWORK=1`` and a skip becomes a failure (a
+recipe that silently stops fetching must not pass there). They check the properties the
+recipes promise rather than exact counts (Debian packages move).
 About 45 s in all on two cores; run ``pytest -m "not network"`` to leave them out.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -18,14 +21,20 @@ from layershare.data.store import check_ready
 pytestmark = pytest.mark.network
 
 
+def _skip(reason: str):
+    if os.environ.get("LAYERSHARE_REQUIRE_NETWORK") == "1":
+        pytest.fail(f"network recipe test cannot run in CI: {reason}")
+    pytest.skip(reason)
+
+
 def fetched(name, tools, data_dir):
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
-        pytest.skip(f"needs {', '.join(missing)}")
+        _skip(f"needs {', '.join(missing)}")
     try:
         out = prepare(name, data_dir, progress=False)
     except (MissingToolError, FetchError) as exc:
-        pytest.skip(f"registry fetch failed: {exc}")
+        _skip(f"registry fetch failed: {exc}")
     manifest = read_manifest(out)
     assert check_ready(out, name, manifest["recipe_version"]) is None
     assert prepare(name, data_dir, progress=False) == out  # verified no-op now

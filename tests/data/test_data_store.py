@@ -55,6 +55,11 @@ def test_directory_without_manifest_is_not_ready(tmp_path, fake_recipe):
     half.mkdir()
     (half / "train.txt").write_text("a b\n")
     assert "no manifest.json" in check_ready(half, "fake", 1)
+    # recipes never write DATA_DIR/NAME in place, so this is the user's: refused, kept
+    with pytest.raises(LayershareError, match="did not write"):
+        prepare("fake", tmp_path, progress=False)
+    assert fake_recipe.calls == 0 and (half / "train.txt").read_text() == "a b\n"
+    (half / "train.txt").unlink()  # an empty directory is fine
     prepare("fake", tmp_path, progress=False)
     assert fake_recipe.calls == 1 and check_ready(half, "fake", 1) is None
 

@@ -105,7 +105,14 @@ def test_sampling_and_eos():
     eos = int(greedy[0, 4])  # row 0 produces this token at its 3rd new step
     out = model.generate(prompt, 6, eos_id=eos)
     assert (out[0, 4:] == eos).all()
-    assert out.shape[1] <= 8
+    for row, want in zip(out, greedy):  # as greedy up to a row's first eos, eos after it
+        hits = (want[2:] == eos).nonzero()
+        stop = 2 + int(hits[0]) + 1 if len(hits) else want.shape[0]
+        assert torch.equal(row[:stop], want[:stop]) and (row[stop:] == eos).all()
+    if any(eos not in w[2:] for w in greedy):  # a row still running: all 6 new tokens
+        assert out.shape[1] == 8
+    else:  # every row stopped: no longer than greedy, and at least up to the last first-eos
+        assert 2 + max(int((w[2:] == eos).nonzero()[0]) for w in greedy) < out.shape[1] <= 8
 
 
 def test_learned_positions_limit():

@@ -155,7 +155,8 @@ def test_gpt2_dlt_run(tmp_path, text_data):
     roots = results["dlt"]["test_model_roots"]
     assert TiedStack(model).roots() == roots
     assert layershare.count(model).layer_params == len(set(roots)) * TiedStack(model).layer_params()
-    assert len(read_log(tmp_path / "run" / "dlt.jsonl")) == 8 and results["test_ppl"] > 1
+    assert len(read_log(tmp_path / "run" / "dlt.jsonl")) == 8
+    assert _eval_test(tmp_path / "run")["test_ppl"] == pytest.approx(results["test_ppl"], rel=1e-5)
 
 
 def test_dlt_on_a_classifier(tmp_path, class_data):
@@ -165,7 +166,22 @@ def test_dlt_on_a_classifier(tmp_path, class_data):
     results = train(load_config(None, sets), tmp_path / "run", progress=False)
     model = layershare.load(tmp_path / "run" / "model")
     assert TiedStack(model).roots() == results["dlt"]["test_model_roots"]
-    assert results["test_acc"] >= 0 and len(read_log(tmp_path / "run" / "dlt.jsonl")) == 6
+    assert len(read_log(tmp_path / "run" / "dlt.jsonl")) == 6
+    assert 0 <= results["test_acc"] <= 1  # and the saved (tied) model is the one tested:
+    assert _eval_test(tmp_path / "run")["test_acc"] == pytest.approx(results["test_acc"])
+
+
+def _eval_test(run):
+    """``layershare eval RUN --split test`` of the saved model, as a dict."""
+    import contextlib
+    import io
+    import json
+
+    from layershare.cli import main
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["eval", str(run), "--split", "test"]) == 0
+    return json.loads(buf.getvalue())
 
 
 def test_cut_log_keeps_actions_rewarded_before_the_checkpoint(tmp_path):

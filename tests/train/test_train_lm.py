@@ -1,6 +1,7 @@
 """A short LM run end to end, the CLI verbs on its output, and resume after kill -9."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -62,9 +63,11 @@ def test_cli_verbs(tmp_path, text_data, capsys):
     args = ["train", "--out", str(out)] + [a for s in sets for a in ("--set", s)]
     assert main(args + ["--quiet"]) == 0
     capsys.readouterr()
-    assert main(["eval", str(out), "--split", "valid"]) == 0
-    figures = json.loads(capsys.readouterr().out)
-    assert figures["valid_ppl"] > 1
+    assert main(["eval", str(out), "--split", "test"]) == 0
+    figures = json.loads(capsys.readouterr().out)  # the saved model gives the run's figures
+    results = json.loads((out / "results.json").read_text())
+    assert figures["test_ppl"] == pytest.approx(results["test_ppl"], rel=1e-5)
+    assert figures["test_ppl"] == pytest.approx(math.exp(figures["test_loss"]), rel=1e-6)
     assert main(["generate", str(out), "--prompt", "the cat", "--max-new-tokens", "5"]) == 0
     assert capsys.readouterr().out.startswith("the cat")
     assert main(["translate", str(out)]) == 2  # an LM run cannot translate
@@ -138,6 +141,7 @@ def test_fresh_start_discards_leftovers(tmp_path, text_data):
     (out / "checkpoints" / "best").mkdir(parents=True)
     (out / "checkpoints" / "best" / "info.json").write_text('{"step": 999}')
     (out / "tokenizer.json").write_text("not a tokenizer")
+    (out / "train.lock").touch()  # what the killed run held: the directory is a run's
     sets = tiny(text_data, "text", train={"steps": 5, "eval_every": 5, "save_every": 5})
     results = train(load_config(None, sets), out, progress=False)
     assert results["best_valid"]["step"] == 5 and results["test_model"] == "best"

@@ -21,19 +21,31 @@ def strategy_arg(text: str):
             "like 0,0,1,1") from None
 
 
+def out_arg(text: str) -> Path:
+    """An output path; ``--out ""`` is refused here (``Path("")`` would mean ``.``)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty: give the path of a directory")
+    return Path(text)
+
+
+def add_overwrite(p) -> None:
+    """``--overwrite``: replace an earlier layershare output of another kind (a directory
+    layershare did not write is never replaced; see layershare.outputs)."""
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a layershare output of another kind in --out")
+
+
 def run_dir(directory: Path):
     """(config, model, task, device, autocast) of a finished run directory."""
-    import yaml
-
     from .. import load
-    from ..train.config import config_from_dict
+    from ..train.config import read_run_config
     from ..train.datasets import build_task
     from ..train.trainer import autocast_for, pick_device
 
     config_path, model_dir = directory / "config.yaml", directory / "model"
     if not config_path.is_file() or not model_dir.is_dir():
         raise LayershareError(f"{directory}: not a finished run (needs config.yaml and model/)")
-    cfg = config_from_dict(yaml.safe_load(config_path.read_text()))
+    cfg = read_run_config(config_path)
     device = pick_device(cfg)
     model = load(model_dir).to(device).eval()
     return cfg, model, device, autocast_for(cfg, device), build_task

@@ -17,7 +17,7 @@ from ..config import METHODS
 from ..errors import LayershareError
 from ..plan import STRATEGIES
 from ..svd import INITS
-from .common import strategy_arg
+from .common import add_overwrite, out_arg, strategy_arg
 
 
 def _keep(text: str) -> float:
@@ -56,7 +56,8 @@ def add_commands(sub) -> None:
     p.add_argument("--matrices", default=",".join(KINDS),
                    help=f"comma-separated subset of {','.join(KINDS)}")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, type=out_arg)
+    add_overwrite(p)
     p.set_defaults(func=cmd_compress)
 
 
@@ -79,8 +80,11 @@ def cmd_compress(args) -> None:
     from ..formats.lazy import LazyModel, can_open_lazily
     from ..formats.pretrained import resolve
 
+    from ..outputs import check_out
+
     if args.rank is not None and args.rank < 0:
         raise LayershareError(f"--rank must be >= 0, got {args.rank}")
+    check_out(args.out, "checkpoint", sources=[resolve(args.src)], overwrite=args.overwrite)
     lazy = None
     if can_open_lazily(resolve(args.src)):  # layer by layer: one block of dense weights at a time
         lazy = LazyModel(resolve(args.src))
@@ -101,7 +105,8 @@ def cmd_compress(args) -> None:
         lazy.finish()
     with tempfile.TemporaryDirectory() as tok_dir:
         save_tokenizer(args.src, Path(tok_dir))
-        save(model, args.out, extra_files={f.name: f for f in Path(tok_dir).iterdir()})
+        save(model, args.out, extra_files={f.name: f for f in Path(tok_dir).iterdir()},
+             overwrite=args.overwrite)
     if result.errors:
         print(f"{'matrix':<24}{'rel. whitened error':>20}{'max':>10}")
         for name, mean, worst in result.error_table():

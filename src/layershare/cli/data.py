@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from .common import out_arg
 
 
 def add_commands(sub) -> None:
@@ -12,12 +12,13 @@ def add_commands(sub) -> None:
                                 parser_class=type(p))
     q = data_sub.add_parser("prepare", help="fetch, clean and split a recipe (no-op if ready)")
     q.add_argument("name", help="brown | libreoffice-de-en | wordnet-supersense | espeak-en | librivox")
-    q.add_argument("--dir", type=Path, default=None,
+    q.add_argument("--dir", type=out_arg, default=None,
                    help="data directory (default $LAYERSHARE_DATA or ./data)")
     q.add_argument("--force", action="store_true", help="rebuild even when ready")
+    q.add_argument("--quiet", action="store_true", help="no progress messages")
     q.set_defaults(func=cmd_data_prepare)
 
 
 def cmd_data_prepare(args) -> None:
     from ..data import prepare
-    prepare(args.name, args.dir, force=args.force)
+    prepare(args.name, args.dir, progress=not args.quiet, force=args.force)

@@ -9,9 +9,15 @@
     layershare eval-speech MODEL --data SET   (cli/speech.py)
 
 Each verb group is one module with ``add_commands(subparsers)``; every verb sets ``func``.
-No verb module imports another. A user mistake prints one line on stderr and exits with
-status 2; no output directory is left behind (outputs are written to a temporary directory
-and renamed into place).
+No verb module imports another. Outputs follow :mod:`layershare.outputs` (a file, the source
+or a foreign directory is never replaced; writes go to a temporary sibling renamed into
+place).
+
+The error boundary: a user mistake -- a :class:`LayershareError`, raised where it is found,
+or one of :func:`expected_errors` that escaped conversion there (file-system errors,
+safetensors and unpickling errors, YAML and text-decoding errors) -- prints ONE line on stderr
+(``layershare: error: ...``, the first line of the message) and exits with status 2. Anything
+else is a bug in layershare and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import LayershareError
+from ..errors import LayershareError, first_line
 from . import compress, data, evaluate, generate, share, speech, train
 
 GROUPS = (share, compress, evaluate, train, generate, data, speech)
@@ -39,14 +45,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """The kinds of failure that come from the user's files and disks, not from bugs."""
+    from pickle import UnpicklingError
+
+    import yaml
+    from safetensors import SafetensorError
+    return (LayershareError, OSError, SafetensorError, UnpicklingError, yaml.YAMLError,
+            UnicodeDecodeError)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, LayershareError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return first_line(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
+    expected = (LayershareError,)
     try:
+        expected = expected_errors()
         args = build_parser().parse_args(argv)
         from ..formats.hub import quiet_transformers
         quiet_transformers()
         args.func(args)
-    except LayershareError as exc:
-        print(f"layershare: error: {exc}", file=sys.stderr)
+    except expected as exc:
+        print(f"layershare: error: {_describe(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("layershare: interrupted", file=sys.stderr)

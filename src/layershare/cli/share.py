@@ -16,7 +16,7 @@ from ..config import METHODS, STACKS
 from ..errors import LayershareError
 from ..plan import STRATEGIES
 from ..svd import INITS
-from .common import strategy_arg
+from .common import add_overwrite, out_arg, strategy_arg
 
 
 def add_commands(sub) -> None:
@@ -37,7 +37,8 @@ def add_commands(sub) -> None:
                    help=f"comma-separated subset of {','.join(KINDS)}")
     p.add_argument("--stacks", choices=STACKS, default="all",
                    help="stacks of an encoder-decoder model to share (default all)")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, type=out_arg)
+    add_overwrite(p)
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("inspect", help="parameter counts and size of a layershare checkpoint")
@@ -47,7 +48,8 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser("merge", help="write the plain dense model (loads with transformers alone)")
     p.add_argument("dir", type=Path)
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, type=out_arg)
+    add_overwrite(p)
     p.set_defaults(func=cmd_merge)
 
 
@@ -55,14 +57,17 @@ def add_commands(sub) -> None:
 def cmd_convert(args) -> None:
     from .. import convert, count, save
     from ..formats.hub import from_local, tokenizer_files
+    from ..formats.pretrained import resolve
+    from ..outputs import check_out
 
     if args.rank < 1:
         raise LayershareError(f"--rank must be >= 1, got {args.rank}")
+    check_out(args.out, "checkpoint", sources=[resolve(args.src)], overwrite=args.overwrite)
     model = from_local(args.src)
     convert(model, method=args.method, group_size=args.group_size, rank=args.rank,
             strategy=args.strategy, init=args.init, diag=args.diag,
             matrices=[m for m in args.matrices.split(",") if m], stacks=args.stacks)
-    save(model, args.out, extra_files=tokenizer_files(args.src))
+    save(model, args.out, extra_files=tokenizer_files(args.src), overwrite=args.overwrite)
     print(f"wrote {args.out}\n{count(model)}")
 
 
@@ -91,18 +96,20 @@ def cmd_inspect(args) -> None:
 
 def cmd_merge(args) -> None:
     from .. import load, merge, save
-    from ..checkpoint import atomic_directory, read_meta
+    from ..checkpoint import read_meta
     from ..formats.hub import copy_files, tokenizer_files
+    from ..outputs import atomic_directory, check_out
 
-    if read_meta(args.dir)["base"]["library"] != "transformers":
-        dense = merge(load(args.dir))
-        save(dense, args.out)
+    transformers = read_meta(args.dir)["base"]["library"] == "transformers"
+    check_out(args.out, "dense" if transformers else "checkpoint", sources=[args.dir],
+              overwrite=args.overwrite)
+    dense = merge(load(args.dir))
+    if not transformers:
+        save(dense, args.out, overwrite=args.overwrite)
     else:
-        dense = merge(load(args.dir))
-
         def write(tmp: Path):
             dense.save_pretrained(tmp)
             copy_files(tokenizer_files(args.dir), tmp)
 
-        atomic_directory(args.out, write)
+        atomic_directory(args.out, write, kind="dense")
     print(f"wrote dense model to {args.out} ({sum(p.numel() for p in dense.parameters()):,} parameters)")

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..errors import LayershareError
-from .common import run_dir
+from .common import out_arg, run_dir
 
 
 def add_commands(sub) -> None:
@@ -22,7 +22,9 @@ def add_commands(sub) -> None:
     p.add_argument("--config", type=Path, help="YAML run config (see configs/); default: defaults")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.steps=200 (repeatable)")
-    p.add_argument("--out", type=Path, help="run directory (re-run the same command to resume)")
+    p.add_argument("--out", type=out_arg, help="run directory (re-run the same command to resume)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="discard the run (or other layershare output) in --out and start afresh")
     p.add_argument("--help-config", action="store_true", help="list every config key and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     p.set_defaults(func=cmd_train)
@@ -43,7 +45,7 @@ def cmd_train(args) -> None:
     if args.out is None:
         raise LayershareError("train: --out DIR is required")
     cfg = load_config(args.config, args.overrides)
-    train(cfg, args.out, progress=not args.quiet)
+    train(cfg, args.out, progress=not args.quiet, overwrite=args.overwrite)
 
 
 def _tokenizer(directory: Path):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import LayershareError
+from ..outputs import check_out, describe
 from . import brown, espeak, libreoffice, librivox, local, wordnet
 from .fetch import say
 from .store import (check_ready, default_data_dir, new_partial, publish, read_manifest,
@@ -91,7 +92,12 @@ def prepare(name: str, data_dir: Path | None = None, progress: bool = True,
     build, and the second to finish keeps the first one's result.
     """
     recipe = _fetched_recipe(name)
+    if data_dir is not None and not str(data_dir).strip():
+        raise LayershareError("the data directory is empty: give a path (default ./data)")
     final = recipe_dir(name, data_dir)
+    if final.parent.exists() and not final.parent.is_dir():
+        raise LayershareError(f"data directory {final.parent} is a file; choose another path")
+    check_out(final, "data", flag="data directory")  # never replace what the user put there
     reason = check_ready(final, name, recipe.version)
     if reason is None and not force:
         say(progress, f"{name}: ready in {final} (checksums verified)")
@@ -108,6 +114,8 @@ def prepare(name: str, data_dir: Path | None = None, progress: bool = True,
             say(progress, f"{name}: another process finished first; keeping its result")
         else:
             publish(partial, final)
+    except OSError as exc:  # a full disk, a read-only data directory: one line, nothing left
+        raise LayershareError(f"cannot write {final}: {describe(exc)}") from None
     finally:
         if partial.exists():
             shutil.rmtree(partial, ignore_errors=True)

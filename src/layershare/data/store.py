@@ -120,7 +120,8 @@ def new_partial(data_dir: Path, name: str) -> Path:
         path.chmod(0o777 & ~umask)
         return path
     except OSError as exc:
-        raise LayershareError(f"cannot write to data directory {data_dir}: {exc}") from exc
+        reason = f"{exc.strerror}: {exc.filename}" if exc.strerror else str(exc)
+        raise LayershareError(f"cannot write to data directory {data_dir}: {reason}") from None
 
 
 def publish(partial: Path, final: Path) -> None:

@@ -8,13 +8,14 @@ name of formats/pretrained.py (``smollm2-135m``, ``whisper-tiny-en``); the class
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 
 from torch import nn
 
-from ..errors import LayershareError
+from ..errors import LayershareError, first_line
 from .pretrained import resolve
 from .whisper import is_ctranslate2_dir
 
@@ -49,16 +50,58 @@ def from_local(src: str | os.PathLike) -> nn.Module:
         src, kwargs = src.parent, {"gguf_file": src.name}
     elif not (src / "config.json").is_file():
         raise LayershareError(f"{src}: not a transformers model directory (no config.json)")
+    if not kwargs:
+        _check_config_json(src / "config.json")
     try:
-        config = transformers.AutoConfig.from_pretrained(src, **kwargs)
+        config = transformers.AutoConfig.from_pretrained(src, trust_remote_code=False, **kwargs)
         names = getattr(config, "architectures", None) or []
         cls = getattr(transformers, names[0], None) if names else None
         if cls is None:
             cls = transformers.AutoModelForCausalLM if kwargs else transformers.AutoModel
-        return cls.from_pretrained(src, **kwargs).eval()
-    except (OSError, ValueError, KeyError, ImportError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LayershareError(f"{src}: cannot load the model ({first})") from None
+        elif not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)
+                  and isinstance(config, cls.config_class)):
+            raise LayershareError(f"{src}: config.json names architecture {names[0]!r}, which "
+                                  f"is not a transformers model class for a "
+                                  f"{type(config).__name__}")
+        return cls.from_pretrained(src, trust_remote_code=False, **kwargs).eval()
+    except LayershareError:
+        raise
+    except LOAD_ERRORS as exc:
+        raise LayershareError(f"{src}: cannot load the model ({first_line(exc)})") from None
+
+
+def _load_errors() -> tuple[type[BaseException], ...]:
+    """What transformers raises for files it cannot load (not for bugs): missing or
+    unreadable files, bad JSON or values, weights-only unpickling refused, truncated
+    safetensors, shapes that do not fit (a RuntimeError), a config field of the wrong type."""
+    from pickle import UnpicklingError
+
+    from safetensors import SafetensorError
+    kinds = [OSError, ValueError, KeyError, ImportError, UnpicklingError, SafetensorError,
+             RuntimeError, EOFError]
+    try:
+        from huggingface_hub.errors import StrictDataclassError
+        kinds.append(StrictDataclassError)
+    except ImportError:
+        pass
+    return tuple(kinds)
+
+
+LOAD_ERRORS = _load_errors()
+
+
+def _check_config_json(path: Path) -> None:
+    """Refuse a config.json that is not a JSON object or asks for custom code (``auto_map``):
+    transformers would otherwise prompt on stdin whether to run it."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LayershareError(f"{path}: cannot be read ({first_line(exc)})") from None
+    if not isinstance(config, dict):
+        raise LayershareError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    if "auto_map" in config:
+        raise LayershareError(f"{path}: the model needs its own code (auto_map), which "
+                              "layershare never runs; use a model of a transformers class")
 
 
 def tokenizer_files(directory: str | os.PathLike) -> dict[str, Path]:
@@ -85,9 +128,9 @@ def auto_tokenizer(src: str | os.PathLike):
     if src.is_file():
         src, kwargs = src.parent, {"gguf_file": src.name}
     try:
-        return transformers.AutoTokenizer.from_pretrained(src, **kwargs)
-    except (OSError, ValueError, KeyError, ImportError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return transformers.AutoTokenizer.from_pretrained(src, trust_remote_code=False, **kwargs)
+    except LOAD_ERRORS as exc:
+        first = first_line(exc)
         raise LayershareError(f"{src}: cannot load its tokenizer ({first})") from None
 
 

@@ -13,7 +13,8 @@ from .schedule import lr_at
 __all__ = ["RunConfig", "load_config", "config_from_dict", "describe", "lr_at", "train"]
 
 
-def train(cfg, out_dir, progress: bool = True) -> dict:
-    """Run (or resume) the training described by ``cfg`` into ``out_dir``; returns results."""
+def train(cfg, out_dir, progress: bool = True, overwrite: bool = False) -> dict:
+    """Run (or resume) the training described by ``cfg`` into ``out_dir``; returns results.
+    ``overwrite``: discard what ``out_dir`` holds and start afresh (layershare.outputs)."""
     from .trainer import train as _train
-    return _train(cfg, out_dir, progress)
+    return _train(cfg, out_dir, progress, overwrite)

@@ -25,7 +25,8 @@ from typing import Any
 import yaml
 
 from ..dlt.config import DLTConfig
-from ..errors import LayershareError
+from ..errors import LayershareError, first_line
+from ..schema import check_value
 
 SHARE_METHODS = ("dense", "residual", "lowrank", "tied", "dlt")
 ARCHS = ("reference", "gpt2")
@@ -159,15 +160,10 @@ def _from_dict(cls, values: dict, where: str):
 
 
 def _coerce(annotation: str, value, name: str):
-    """YAML 1.1 reads ``3e-4`` (no dot) as a string; a float field takes it as a number."""
-    if annotation == "float" and not isinstance(value, bool):
-        if isinstance(value, (int, float)):
-            return float(value)
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise LayershareError(f"{name} must be a number, got {value!r}") from None
-    return value
+    """The value if its type fits the field (a bool is a bool: ``share.diag: "no"`` is an
+    error); float fields take ints and numeric strings (YAML 1.1 reads ``3e-4`` as a
+    string)."""
+    return check_value(annotation, value, name)
 
 
 def set_dotted(tree: dict, assignment: str) -> None:
@@ -211,6 +207,18 @@ def check(cfg: RunConfig) -> RunConfig:
     t = cfg.train
     if not (isinstance(t.lr, (int, float)) and t.lr > 0):
         raise LayershareError(f"train.lr must be a positive number, got {t.lr!r}")
+    for name, low, high in (("beta1", 0, 1), ("beta2", 0, 1), ("label_smoothing", 0, 1)):
+        if not low <= getattr(t, name) < high:
+            raise LayershareError(f"train.{name} must be in [{low}, {high}), got "
+                                  f"{getattr(t, name)!r}")
+    for name in ("weight_decay", "grad_clip", "min_lr"):
+        if getattr(t, name) < 0:
+            raise LayershareError(f"train.{name} must be >= 0, got {getattr(t, name)!r}")
+    if not 0 <= cfg.model.dropout < 1:
+        raise LayershareError(f"model.dropout must be in [0, 1), got {cfg.model.dropout!r}")
+    if type(t.eval_batches) is not int or t.eval_batches < 0:
+        raise LayershareError(f"train.eval_batches must be an integer >= 0, got "
+                              f"{t.eval_batches!r}")
     if t.warmup < 0 or cfg.share.transfer_at_step < 0:
         raise LayershareError("train.warmup and share.transfer_at_step must be >= 0")
     if cfg.share.transfer_at_step >= t.steps:
@@ -265,12 +273,7 @@ def load_config(path: str | Path | None, overrides: list[str] = (),
     tree: dict = {}
     if path is not None:
         path = Path(path)
-        try:
-            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except OSError as exc:
-            raise LayershareError(f"cannot read config {path}: {exc}") from None
-        except yaml.YAMLError as exc:
-            raise LayershareError(f"{path}: not valid YAML ({exc})") from None
+        tree = read_yaml(path)
         base_dir = base_dir or path.parent
     for assignment in overrides:
         set_dotted(tree, assignment)
@@ -279,6 +282,27 @@ def load_config(path: str | Path | None, overrides: list[str] = (),
         for split in ("train", "valid", "test"):
             setattr(cfg.data, split, _rebase(getattr(cfg.data, split), Path(base_dir)))
     return cfg
+
+
+def read_yaml(path: Path) -> dict:
+    """A YAML file whose root is a mapping (``{}`` when empty), or a one-line error."""
+    try:
+        tree = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise LayershareError(f"cannot read config {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise LayershareError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or first_line(exc)
+        raise LayershareError(f"{path}: not valid YAML ({where}{problem})") from None
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise LayershareError(f"{path}: the top level must be a mapping of sections "
+                              f"(data:, model:, train: ...), got a {type(tree).__name__}")
+    return tree
 
 
 def _rebase(value, base: Path):
@@ -294,6 +318,16 @@ def _rebase(value, base: Path):
 def config_from_dict(tree: dict) -> RunConfig:
     """The inverse of ``RunConfig.to_dict`` (for a run directory's saved config)."""
     return check(_from_dict(RunConfig, tree, ""))
+
+
+def read_run_config(path: Path) -> RunConfig:
+    """The checked config a run directory saved (``OUT/config.yaml``), or a one-line error
+    that says how to proceed."""
+    try:
+        return config_from_dict(read_yaml(path))
+    except LayershareError as exc:
+        raise LayershareError(f"{path} is damaged ({exc}); restore it, or start afresh "
+                              "with --overwrite") from None
 
 
 def describe(cls=RunConfig, prefix: str = "") -> list[str]:

@@ -39,8 +39,11 @@ def make_optimizer(model: nn.Module, cfg: RunConfig, device: torch.device):
     t = cfg.train
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": t.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2),
-                             fused=device.type == "cuda" or None)
+    try:
+        return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2),
+                                 fused=device.type == "cuda" or None)
+    except ValueError as exc:  # torch's own argument checks, e.g. "Invalid beta parameter"
+        raise LayershareError(f"train: {exc}") from None
 
 
 def share(model: nn.Module, cfg: RunConfig) -> nn.Module:

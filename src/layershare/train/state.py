@@ -16,14 +16,16 @@ at any moment leaves either the previous checkpoint or the new one, never half o
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from ..checkpoint import atomic_directory, load, save
-from ..errors import LayershareError
+from ..checkpoint import load, save
+from ..errors import LayershareError, first_line
+from ..outputs import atomic_directory, torch_save
 from .distributed import Dist
 
 CHECKPOINTS = "checkpoints"
@@ -62,7 +64,7 @@ def save_checkpoint(out: Path, tag: str, model, info: dict, d: Dist, optimizer=N
         def write(tmp: Path):
             save(model, tmp / "model")
             if optimizer is not None:
-                torch.save({"optimizer": optimizer.state_dict(), "rng": rngs, **(extra or {})},
+                torch_save({"optimizer": optimizer.state_dict(), "rng": rngs, **(extra or {})},
                            tmp / "state.pt")
             (tmp / "info.json").write_text(json.dumps(info, indent=2) + "\n")
 
@@ -93,10 +95,17 @@ def read_info(out: Path, tag: str = "last") -> dict | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise LayershareError(f"{path}: corrupted ({exc}); delete {path.parent} "
                               "to restart") from None
+    expected = {"step": int, "history": list, "tokens": int, "train_time": (int, float),
+                "best": (dict, type(None))} if tag == "last" else {"step": int}
+    if not isinstance(info, dict) or any(not isinstance(info.get(k), t) or isinstance(
+            info.get(k), bool) for k, t in expected.items()):
+        raise LayershareError(f"{path}: not a checkpoint's info (needs "
+                              f"{', '.join(expected)}); delete {path.parent} to restart")
+    return info
 
 
 def load_model(out: Path, tag: str):
@@ -109,10 +118,15 @@ def load_training_state(out: Path, device, rank: int) -> dict:
     path = checkpoint_dir(out, "last") / "state.pt"
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-    except (OSError, RuntimeError) as exc:
-        raise LayershareError(f"{path}: cannot be read ({exc}); delete {path.parent} to "
-                              "restart") from None
-    rngs = state["rng"]
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise LayershareError(f"{path}: cannot be read ({first_line(exc)}); delete "
+                              f"{path.parent} to restart") from None
+    rngs = state.get("rng") if isinstance(state, dict) else None
+    if not (isinstance(state.get("optimizer") if rngs is not None else None, dict)
+            and isinstance(rngs, list) and rngs
+            and all(isinstance(r, dict) and isinstance(r.get("cpu"), torch.Tensor) for r in rngs)):
+        raise LayershareError(f"{path}: not a training state (optimizer and RNG states); "
+                              f"delete {path.parent} to restart")
     rng = rngs[rank] if rank < len(rngs) else rngs[0]
     rng = {k: v.cpu() for k, v in rng.items()}
     extra = {k: v for k, v in state.items() if k not in ("optimizer", "rng")}

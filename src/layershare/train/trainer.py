@@ -24,41 +24,39 @@ state rides in the ``last`` checkpoint.
 
 from __future__ import annotations
 
+import gc
+import json
 import math
-import shutil
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
 import torch
-import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .. import count, save
 from ..errors import LayershareError
-from . import distributed
-from .config import RunConfig, config_from_dict
+from ..outputs import check_out, lock_directory
+from . import distributed, rundir
+from .config import RunConfig
 from .datasets import TOKENIZER, build_task
 from .dlt_plugin import DLTPlugin, refuse_ddp
 from .evaluate import split_metrics
 from .optim import autocast_for, make_optimizer, pick_device, share
-from .report import FinalWindow, MetricsLog, peak_memory, plot_losses, write_results
+from .report import RESULTS, FinalWindow, MetricsLog, peak_memory, plot_losses, write_results
 from .schedule import lr_at
 from .state import (
     load_model,
     load_training_state,
     read_info,
-    recover,
     save_checkpoint,
     set_rng_state,
 )
 from .tasks import Order, to_device
 
-CONFIG = "config.yaml"
-RESTARTABLE = {"train": ("steps", "eval_every", "save_every", "log_every", "eval_batches"),
-               "eval": ("batch_size", "beam_size", "max_len", "test_limit")}
+CONFIG = rundir.CONFIG
 
 
 class LossModule(nn.Module):
@@ -72,17 +70,12 @@ class LossModule(nn.Module):
         return self.task.loss(self.model, batch)
 
 
-def _same_run(saved: dict, cfg: RunConfig) -> bool:
-    a, b = dict(saved), cfg.to_dict()
-    for section, keys in RESTARTABLE.items():
-        a[section] = {k: v for k, v in a[section].items() if k not in keys}
-        b[section] = {k: v for k, v in b[section].items() if k not in keys}
-    return a == b
-
-
 class Trainer:
-    def __init__(self, cfg: RunConfig, out, progress: bool = True):
-        self.cfg, self.out, self.progress = cfg, Path(out), progress
+    def __init__(self, cfg: RunConfig, out, progress: bool = True, overwrite: bool = False):
+        self.cfg, self.out, self.progress, self.overwrite = cfg, out, progress, overwrite
+        self.exits = ExitStack()  # rank 0's lock on OUT, held until the run ends
+        self.fresh_entries: set[str] | None = None  # what a fresh start found in OUT
+        self.created = False  # OUT did not exist before this run
         self.device = pick_device(cfg)
         if cfg.share.method == "dlt":
             refuse_ddp()  # before joining a process group
@@ -99,7 +92,8 @@ class Trainer:
 
     # -- setup ---------------------------------------------------------------------------
     def setup(self) -> None:
-        """Rank 0 prepares data, tokenizer and OUT (others wait, then read what it wrote)."""
+        """Rank 0 checks and locks OUT and prepares data and tokenizer (others wait, then
+        read what it wrote). Nothing is written before the config and OUT are checked."""
         t = self.cfg.train
         if t.batch_size % (self.d.world * t.grad_accum):
             raise LayershareError(f"train.batch_size ({t.batch_size}) must be divisible by "
@@ -108,10 +102,15 @@ class Trainer:
         error = None
         if self.d.main:
             try:
+                self.out = check_out(self.out, "run", overwrite=self.overwrite,
+                                     sources=rundir.data_paths(self.cfg) if self.overwrite else ())
+                self.created = not self.out.exists()
+                self.exits.enter_context(lock_directory(self.out))
                 self.info = self._check_out()
                 self.task = build_task(self.cfg, self.out, self.progress)
             except LayershareError as exc:
                 error = exc
+        self.out = Path(self.out)
         if distributed.broadcast_flag(self.d, error is not None):
             raise error or LayershareError("rank 0 could not set up the run (see its error)")
         if not self.d.main:
@@ -120,21 +119,16 @@ class Trainer:
         self.order = Order(self.task.size("train"), self.cfg.train.seed)
 
     def _check_out(self) -> dict | None:
-        recover(self.out)
-        info = read_info(self.out)
-        path = self.out / CONFIG
-        if info is not None:
-            saved = config_from_dict(yaml.safe_load(path.read_text())).to_dict()
-            if not _same_run(saved, self.cfg):
-                raise LayershareError(f"{self.out} holds a run with a different config ({path}); "
-                                      "use the same config to resume, or another --out")
-        else:  # a fresh start: nothing of an earlier attempt may leak in
-            shutil.rmtree(self.out / "checkpoints", ignore_errors=True)
-            for name in (TOKENIZER, "labels.json", "results.json"):
-                (self.out / name).unlink(missing_ok=True)
-        self.out.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        info, self.fresh_entries = rundir.prepare(self.out, self.cfg, self.overwrite)
         return info
+
+    def write_config(self) -> None:
+        if self.d.main:
+            rundir.write_config(self.out, self.cfg)
+
+    def discard_fresh(self) -> None:
+        if self.d.main and isinstance(self.out, Path):
+            rundir.discard_fresh(self.out, self.fresh_entries, self.created)
 
     def build(self) -> None:
         """Model + optimizer, fresh or from ``checkpoints/last``."""
@@ -165,11 +159,26 @@ class Trainer:
             self.dlt = DLTPlugin(self, resume=extra.get("dlt"))
 
     def _wrap(self) -> None:
+        self.release_engine()  # LightFormer re-wraps after the transfer
         self.optimizer = make_optimizer(self.model, self.cfg, self.device)
         self.engine = LossModule(self.model, self.task)
         if self.d.active:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.engine = DistributedDataParallel(self.engine, device_ids=ids)
+
+    def release_engine(self) -> None:
+        """Free the DDP wrapper now, on every rank at the same point of the program.
+
+        Why: a DistributedDataParallel object sits in a reference cycle, so dropping it
+        leaves it (its Reducer, its autograd hooks, its reference to the process group) to
+        the cyclic garbage collector, which runs at a moment that differs between ranks --
+        during a later backward pass, or at interpreter exit after the process group was
+        destroyed while the other rank still talks to it. LightFormer's re-wrap after the
+        transfer left one such object behind on every rank (test_two_processes_equal_one
+        [lightformer]: rank 1 aborted, exit -6, once in three runs)."""
+        if isinstance(getattr(self, "engine", None), DistributedDataParallel):
+            self.engine = None
+            gc.collect()
 
     @property
     def converted(self) -> bool:
@@ -209,8 +218,11 @@ class Trainer:
                 loss.backward()
             total += float(loss.detach())
             tokens += batch["tokens"]
-        if t.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        # the global gradient norm before clipping (logged: it shows a gradient-scale error,
+        # which AdamW's update and clipping would hide); max_norm=inf measures, clips nothing
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                              t.grad_clip if t.grad_clip > 0 else math.inf)
+        self.grad_norm = float(norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return total, tokens * self.d.world
@@ -268,7 +280,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{speed:,.0f}")
                 if self.step % t.log_every == 0 or self.step == t.steps:
                     log.log(self.step, "train", loss=loss, lr=self.optimizer.param_groups[0]["lr"],
-                            tokens_per_s=speed)
+                            grad_norm=self.grad_norm, tokens_per_s=speed)
                 if self.step % t.eval_every == 0 or self.step == t.steps:
                     self.evaluate(log)
                 if self.step % t.save_every == 0 or self.step == t.steps:
@@ -306,10 +318,25 @@ class Trainer:
             "test_model": "best" if model is not self.model else "last", **test}
         if self.dlt is not None:
             self.dlt.finish(results, model)
+        results = {**self._earlier_window(), **results}
         write_results(self.out, results)
         plot_losses(self.out)
         self.say(summary(results))
         return results
+
+
+    def _earlier_window(self) -> dict:
+        """A re-run of a finished training measures no final window; keep the figures the
+        finishing run measured (same step count) instead of dropping them."""
+        if self.window is not None and self.window.figures:
+            return {}
+        try:
+            earlier = json.loads((self.out / RESULTS).read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(earlier, dict) or earlier.get("steps") != self.step:
+            return {}
+        return {k: v for k, v in earlier.items() if k.startswith("final_")}
 
 
 def summary(r: dict) -> str:
@@ -318,13 +345,27 @@ def summary(r: dict) -> str:
             f"{r['compression']:.2f}x), {score}, {r['train_tokens_per_s']:,.0f} tokens/s")
 
 
-def train(cfg: RunConfig, out, progress: bool = True) -> dict:
-    """Train (or resume) ``cfg`` into ``out``; returns results (empty on ranks other than 0)."""
-    trainer = Trainer(cfg, out, progress)
+def train(cfg: RunConfig, out, progress: bool = True, overwrite: bool = False) -> dict:
+    """Train (or resume) ``cfg`` into ``out``; returns results (empty on ranks other than 0).
+
+    ``out`` follows :mod:`layershare.outputs`: a new or empty directory, or an earlier run
+    (resumed when the config matches); ``overwrite`` discards what is there and starts
+    afresh. Rank 0 holds an exclusive lock on ``out`` until the run ends.
+    """
+    trainer = Trainer(cfg, out, progress, overwrite)
     try:
-        trainer.setup()
-        trainer.build()
+        try:
+            trainer.setup()
+            trainer.build()
+        except BaseException:
+            trainer.discard_fresh()
+            raise
+        trainer.write_config()
         trainer.fit()
-        return trainer.finish()
+        results = trainer.finish()
+        distributed.barrier(trainer.d)  # no rank leaves while rank 0 still writes
+        return results
     finally:
+        trainer.exits.close()
+        trainer.release_engine()  # before the process group goes
         distributed.shutdown(trainer.d)
