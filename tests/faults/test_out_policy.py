@@ -12,7 +12,7 @@ import layershare
 import tiny_models as T
 from layershare.errors import LayershareError
 
-COMMANDS = ("convert", "merge", "train", "data-prepare")
+COMMANDS = ("convert", "compress", "merge", "train", "data-prepare")
 CASES = {  # case -> words the one line must contain
     "file": "is a file",
     "foreign": "did not write",
@@ -29,7 +29,7 @@ def _setup(command, case, tmp_path, gpt2_src, compact):
     user = tmp_path / "user"
     user.mkdir()
     (user / "notes.txt").write_text("my notes\n")
-    source = {"convert": gpt2_src, "merge": compact}.get(command)
+    source = {"convert": gpt2_src, "compress": gpt2_src, "merge": compact}.get(command)
     if case == "file":
         out = user / "notes.txt"
     elif case == "foreign":
@@ -44,6 +44,9 @@ def _setup(command, case, tmp_path, gpt2_src, compact):
         out = ""
     if command == "convert":
         argv = ["convert", gpt2_src, "--method", "tied", "--out", out]
+    elif command == "compress":
+        argv = ["compress", gpt2_src, "--method", "tied", "--keep", "0.5", "--calib", "none",
+                "--quiet", "--out", out]
     elif command == "merge":
         argv = ["merge", compact, "--out", out]
     elif command == "train":

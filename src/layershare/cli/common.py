@@ -62,3 +62,17 @@ def load_model(src: str | Path):
     if path.is_dir() and (path / META).is_file():
         return load(path), auto_tokenizer(path), "layershare"
     return from_local(src), auto_tokenizer(src), "transformers"
+
+
+def save_with_tokenizer(model, src, out: Path, overwrite: bool) -> None:
+    """``layershare.save`` with ``src``'s tokenizer beside the weights (a GGUF file's
+    tokenizer, which lives inside the weights file, written out as tokenizer.json)."""
+    import tempfile
+
+    from .. import save
+    from ..formats.hub import save_tokenizer
+
+    with tempfile.TemporaryDirectory() as tok_dir:
+        save_tokenizer(src, Path(tok_dir))
+        save(model, out, extra_files={f.name: f for f in Path(tok_dir).iterdir()},
+             overwrite=overwrite)

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import tempfile
-from pathlib import Path
 
 from ..arch import KINDS
 from ..config import METHODS
 from ..errors import LayershareError
 from ..plan import STRATEGIES
 from ..svd import INITS
-from .common import add_overwrite, out_arg, strategy_arg
+from .common import add_overwrite, out_arg, save_with_tokenizer, strategy_arg
 
 
 def _keep(text: str) -> float:
@@ -74,9 +72,9 @@ def calibration_batches(tokenizer, source: str, tokens: int, seq_len: int, batch
 
 
 def cmd_compress(args) -> None:
-    from .. import count, save
+    from .. import count
     from ..compress import compress
-    from ..formats.hub import auto_tokenizer, from_local, save_tokenizer
+    from ..formats.hub import auto_tokenizer, from_local
     from ..formats.lazy import LazyModel, can_open_lazily
     from ..formats.pretrained import resolve
 
@@ -103,10 +101,7 @@ def cmd_compress(args) -> None:
                       materialize=lazy.materialize if lazy else None)
     if lazy is not None:
         lazy.finish()
-    with tempfile.TemporaryDirectory() as tok_dir:
-        save_tokenizer(args.src, Path(tok_dir))
-        save(model, args.out, extra_files={f.name: f for f in Path(tok_dir).iterdir()},
-             overwrite=args.overwrite)
+    save_with_tokenizer(model, args.src, args.out, args.overwrite)
     if result.errors:
         print(f"{'matrix':<24}{'rel. whitened error':>20}{'max':>10}")
         for name, mean, worst in result.error_table():

@@ -16,7 +16,7 @@ from ..config import METHODS, STACKS
 from ..errors import LayershareError
 from ..plan import STRATEGIES
 from ..svd import INITS
-from .common import add_overwrite, out_arg, strategy_arg
+from .common import add_overwrite, out_arg, save_with_tokenizer, strategy_arg
 
 
 def add_commands(sub) -> None:
@@ -55,8 +55,8 @@ def add_commands(sub) -> None:
 
 
 def cmd_convert(args) -> None:
-    from .. import convert, count, save
-    from ..formats.hub import from_local, tokenizer_files
+    from .. import convert, count
+    from ..formats.hub import from_local
     from ..formats.pretrained import resolve
     from ..outputs import check_out
 
@@ -67,7 +67,7 @@ def cmd_convert(args) -> None:
     convert(model, method=args.method, group_size=args.group_size, rank=args.rank,
             strategy=args.strategy, init=args.init, diag=args.diag,
             matrices=[m for m in args.matrices.split(",") if m], stacks=args.stacks)
-    save(model, args.out, extra_files=tokenizer_files(args.src), overwrite=args.overwrite)
+    save_with_tokenizer(model, args.src, args.out, args.overwrite)
     print(f"wrote {args.out}\n{count(model)}")
 
 
