@@ -144,12 +144,11 @@ def compress(model: nn.Module, calib: list[dict] | None = None, method: str = "r
     stacks = plan_stacks(model, config)
     if allocate == "spectrum" and materialize is not None:
         raise LayershareError("--allocate spectrum reads every layer twice: not with lazy loading")
+    model.eval()  # calibration without dropout; the training mode comes back at the end
     if keep is not None and method != "tied":
-        model.eval()
         config.ranks = (spectrum_allocation(model, config, stacks, calib, keep, _run_block)
                         if allocate == "spectrum" else _uniform_ranks(model, config, stacks, keep))
     errors: dict[str, list[float]] = {}
-    model.eval()
     tokens = 0
     bar = tqdm(total=sum(s.plan.num_layers for s in stacks), unit="layer", desc="compress",
                disable=not progress)
