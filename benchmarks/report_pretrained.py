@@ -72,7 +72,7 @@ def _plot(rows, base, path: Path, metric: str) -> None:
     else:
         ax.set_ylabel("cosine of sentence embeddings to the original (500 Brown test sentences)")
     ax.set_title("Post-training compression, no fine-tuning")
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="center right")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
