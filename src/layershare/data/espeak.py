@@ -109,12 +109,14 @@ def build_from_sentences(out: Path, work: Path, sentences: list[str], progress: 
     return counts
 
 
-def build(out: Path, work: Path, progress: bool) -> dict:
-    """Sentences of the prepared LibreOffice test split, spoken, split by sentence."""
-    from .recipes import load_splits, recipe_dir  # the registry imports this module
+def build(out: Path, work: Path, progress: bool, load_source) -> dict:
+    """Sentences of the prepared LibreOffice test split, spoken, split by sentence.
 
+    ``load_source(data_dir, progress)`` gives (English test paragraphs of SOURCE, the path of
+    its manifest); the recipe registry passes it, so this module does not import the registry.
+    """
     require_tool("espeak-ng")
-    english = [en for _, en in load_splits(SOURCE, out.parent, progress)["test"]]
+    english, source_manifest = load_source(out.parent, progress)
     sentences = choose_sentences(english)
     say(progress, f"espeak-en: {len(sentences):,} speakable sentences of {len(english):,} "
                   f"{SOURCE} test paragraphs; speaking them")
@@ -122,7 +124,6 @@ def build(out: Path, work: Path, progress: bool) -> dict:
     if counts["test"]["utterances"] < MIN_TEST:
         raise LayershareError(f"espeak-en: only {counts['test']['utterances']} test utterances "
                               f"(< {MIN_TEST}); the help packages changed, report it")
-    source_manifest = recipe_dir(SOURCE, out.parent) / "manifest.json"
     source = {"espeak-ng": espeak_version(require_tool("espeak-ng")),
               "sentences": f"{SOURCE} test split (English side)",
               f"{SOURCE}/manifest.json sha256": sha256_file(source_manifest),

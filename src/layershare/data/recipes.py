@@ -8,6 +8,8 @@ deleted, writes ``manifest.json`` last and renames the result into place.
 
 from __future__ import annotations
 
+import functools
+
 import shutil
 import tempfile
 import time
@@ -41,6 +43,13 @@ class Recipe:
         return self.build is not None
 
 
+def _english_test_paragraphs(data_dir: Path, progress: bool):
+    """espeak-en's source: the English side of libreoffice-de-en's test split, and its manifest."""
+    name = "libreoffice-de-en"
+    return ([en for _, en in load_splits(name, data_dir, progress)["test"]],
+            recipe_dir(name, data_dir) / "manifest.json")
+
+
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("brown", "lm", "Brown corpus, 500 documents of 1961 American English (npm)",
            brown.VERSION, brown.build, brown.read, brown.train_texts),
@@ -52,7 +61,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            wordnet.VERSION, wordnet.build, wordnet.read, wordnet.train_texts),
     Recipe("espeak-en", "asr",
            "LibreOffice help sentences (held-out files) spoken by espeak-ng, 16 kHz (Debian)",
-           espeak.VERSION, espeak.build, espeak.read, espeak.train_texts),
+           espeak.VERSION, functools.partial(espeak.build, load_source=_english_test_paragraphs),
+           espeak.read, espeak.train_texts),
     Recipe("librivox", "asr", "5 real LibriVox clips of pocketsphinx-testdata, 16 kHz (Debian)",
            librivox.VERSION, librivox.build, librivox.read, librivox.train_texts),
     Recipe("text", "lm", "your own text files, one per split", read=local.load_text_splits),
