@@ -12,7 +12,7 @@ fresh processes, one after the other:
 * ``compress``: ``layershare compress DIR --method lowrank --group-size 1 --keep F --calib brown``
   (calibrated, sequential, layer by layer: formats/lazy.py reads one block at a time).
 
-Peak memory is the child's ``ru_maxrss`` (resident set high-water mark, file pages included).
+Peak memory is the child's resident-set high-water mark (VmHWM, file pages included), polled.
 Results go to DIR/memory.json and are printed as a table.
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import subprocess
@@ -77,15 +76,30 @@ def write_checkpoint(directory: Path, layers: int) -> int:
     return total
 
 
+def _hwm(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return 0
+
+
 def peak_of(cmd: list[str], log: Path) -> tuple[int, float]:
-    """(peak RSS bytes, seconds) of a fresh child process running ``cmd``."""
+    """(peak RSS bytes, seconds) of a fresh child process running ``cmd``.
+
+    The child's own high-water mark (VmHWM), polled while it runs: ``ru_maxrss`` from wait4
+    is not usable here, since a child spawned by a large parent starts with the parent's mark.
+    """
     start = time.perf_counter()
+    peak = 0
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
+        while proc.poll() is None:
+            peak = max(peak, _hwm(proc.pid))
+            time.sleep(0.2)
+    if proc.returncode != 0:
         raise SystemExit(f"{cmd[:4]} failed, see {log}")
-    return usage.ru_maxrss * 1024, time.perf_counter() - start
+    return peak, time.perf_counter() - start
 
 
 def main() -> None:
