@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..arch import KINDS
 from ..errors import LayershareError
 from ..plan import STRATEGIES
+from ..svd import INITS
 
 
 def strategy_arg(text: str):
@@ -34,6 +36,17 @@ def add_overwrite(p) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace a layershare output of another kind in --out")
 
+
+
+def add_share_options(p) -> None:
+    """--strategy, --init, --diag, --matrices: the ShareConfig choices of convert and compress."""
+    p.add_argument("--strategy", type=strategy_arg, default="sequence",
+                   help=f"{' | '.join(STRATEGIES)} or explicit group ids, e.g. 0,0,1,1")
+    p.add_argument("--init", choices=[i for i in INITS if i != "scratch"], default="mean")
+    p.add_argument("--diag", action=argparse.BooleanOptionalAction, default=None,
+                   help="per-layer diagonal (default: on for residual, off for lowrank)")
+    p.add_argument("--matrices", default=",".join(KINDS),
+                   help=f"comma-separated subset of {','.join(KINDS)}")
 
 def run_dir(directory: Path):
     """(config, model, task, device, autocast) of a finished run directory."""

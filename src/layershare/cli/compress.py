@@ -10,12 +10,9 @@ from __future__ import annotations
 import argparse
 import math
 
-from ..arch import KINDS
 from ..config import METHODS
 from ..errors import LayershareError
-from ..plan import STRATEGIES
-from ..svd import INITS
-from .common import add_overwrite, out_arg, save_with_tokenizer, strategy_arg
+from .common import add_overwrite, add_share_options, out_arg, save_with_tokenizer
 
 
 def _keep(text: str) -> float:
@@ -46,13 +43,7 @@ def add_commands(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="calibration windows per forward")
     p.add_argument("--sequential", action=argparse.BooleanOptionalAction, default=True,
                    help="fit each block on the outputs of the already compressed blocks")
-    p.add_argument("--strategy", type=strategy_arg, default="sequence",
-                   help=f"{' | '.join(STRATEGIES)} or explicit group ids")
-    p.add_argument("--init", choices=[i for i in INITS if i != "scratch"], default="mean")
-    p.add_argument("--diag", action=argparse.BooleanOptionalAction, default=None,
-                   help="per-layer diagonal (default: on for residual, off for lowrank)")
-    p.add_argument("--matrices", default=",".join(KINDS),
-                   help=f"comma-separated subset of {','.join(KINDS)}")
+    add_share_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, type=out_arg)
     add_overwrite(p)

@@ -7,16 +7,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from ..arch import KINDS
 from ..config import METHODS, STACKS
 from ..errors import LayershareError
-from ..plan import STRATEGIES
-from ..svd import INITS
-from .common import add_overwrite, out_arg, save_with_tokenizer, strategy_arg
+from .common import add_overwrite, add_share_options, out_arg, save_with_tokenizer
 
 
 def add_commands(sub) -> None:
@@ -28,13 +24,7 @@ def add_commands(sub) -> None:
     p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--group-size", type=int, default=2, help="layers per sharing group (K)")
     p.add_argument("--rank", type=int, default=64, help="rank of the low-rank factors")
-    p.add_argument("--strategy", type=strategy_arg, default="sequence",
-                   help=f"{' | '.join(STRATEGIES)} or explicit group ids, e.g. 0,0,1,1")
-    p.add_argument("--init", choices=[i for i in INITS if i != "scratch"], default="mean")
-    p.add_argument("--diag", action=argparse.BooleanOptionalAction, default=None,
-                   help="per-layer diagonal (default: on for residual, off for lowrank)")
-    p.add_argument("--matrices", default=",".join(KINDS),
-                   help=f"comma-separated subset of {','.join(KINDS)}")
+    add_share_options(p)
     p.add_argument("--stacks", choices=STACKS, default="all",
                    help="stacks of an encoder-decoder model to share (default all)")
     p.add_argument("--out", required=True, type=out_arg)

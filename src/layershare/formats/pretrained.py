@@ -17,12 +17,12 @@ Nothing is downloaded: a missing package is one line telling which ``pip install
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.fetch import sha256_file
 from ..errors import LayershareError
 
 
@@ -69,14 +69,6 @@ MODELS = {
 _verified: set[Path] = set()  # files checked in this process (hashing 100 MB costs ~0.3 s)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def locate(name: str) -> Path:
     """The checked local path of short name ``name`` (a file or a model directory)."""
     if name not in MODELS:
@@ -95,7 +87,7 @@ def locate(name: str) -> Path:
             continue
         if not file.is_file():
             raise LayershareError(f"{name}: {file} is missing; reinstall with: {spec.pip}")
-        if _sha256(file) != expected:
+        if sha256_file(file) != expected:
             raise LayershareError(f"{name}: {file} does not match its pinned sha256; reinstall "
                                   f"with: {spec.pip}")
         _verified.add(file)
