@@ -36,14 +36,18 @@ from layershare.formats.hub import auto_tokenizer, from_local, quiet_transformer
 
 # name -> (label, compress options); calib False = data-free
 VARIANTS = {
-    "svd-whitened": ("per-layer SVD, whitened (SVD-LLM)", dict(method="lowrank", group_size=1)),
-    "res2-seq": ("residual K=2, whitened, sequential", dict(method="residual", group_size=2)),
-    "bs2": ("Basis Sharing K=2, whitened", dict(method="lowrank", group_size=2)),
+    # target local: SVD-LLM's metric ||(W - W') X~^T||; original: ||W X^T - W' X~^T|| (whiten.py)
+    "svd-whitened": ("per-layer SVD, whitened (SVD-LLM)",
+                     dict(method="lowrank", group_size=1, target="local")),
+    "res2-seq": ("residual K=2, whitened, sequential",
+                 dict(method="residual", group_size=2, target="local")),
+    "bs2": ("Basis Sharing K=2, whitened", dict(method="lowrank", group_size=2, target="local")),
     "svd-datafree": ("per-layer SVD, data-free", dict(method="lowrank", group_size=1, calib=False)),
     "res2-datafree": ("residual K=2, data-free", dict(method="residual", group_size=2, calib=False)),
     "tied": ("tied (group mean)", dict(method="tied", calib=False)),
-    "res3-seq": ("residual K=3, whitened, sequential", dict(method="residual", group_size=3)),
-    "bs4": ("Basis Sharing K=4, whitened", dict(method="lowrank", group_size=4)),
+    "res3-seq": ("residual K=3, whitened, sequential",
+                 dict(method="residual", group_size=3, target="local")),
+    "bs4": ("Basis Sharing K=4, whitened", dict(method="lowrank", group_size=4, target="local")),
     "res2-nonseq": ("residual K=2, whitened, not sequential",
                     dict(method="residual", group_size=2, sequential=False)),
     "svd-nonseq": ("per-layer SVD, whitened, not sequential",
@@ -52,7 +56,18 @@ VARIANTS = {
     "res3-nonseq": ("residual K=3, whitened, not sequential",
                     dict(method="residual", group_size=3, sequential=False)),
     "svd-spectrum": ("per-layer SVD, whitened, spectrum allocation",
-                     dict(method="lowrank", group_size=1, allocate="spectrum")),
+                     dict(method="lowrank", group_size=1, allocate="spectrum", target="local")),
+    "svd-orig": ("per-layer SVD, whitened, original target",
+                 dict(method="lowrank", group_size=1, target="original")),
+    "bs2-orig": ("Basis Sharing K=2, whitened, original target",
+                 dict(method="lowrank", group_size=2, target="original")),
+    "res2-orig": ("residual K=2, whitened, original target",
+                  dict(method="residual", group_size=2, target="original")),
+    "res3-orig": ("residual K=3, whitened, original target",
+                  dict(method="residual", group_size=3, target="original")),
+    "svd-orig-spectrum": ("per-layer SVD, original target, spectrum allocation",
+                          dict(method="lowrank", group_size=1, target="original",
+                               allocate="spectrum")),
 }
 
 

@@ -10,7 +10,7 @@ import tiny_models as T
 from layershare.compress import compress
 from layershare.compress.budget import matrix_params, spectrum_ranks, uniform_rank
 from layershare.compress.calibrate import GramCollector
-from layershare.compress.whiten import whitened_basis
+from layershare.compress.whiten import original_target, whitened_basis
 from layershare.errors import LayershareError
 
 
@@ -102,7 +102,7 @@ def test_sequential_calibration_feeds_each_layer_the_compressed_outputs(sequenti
     model = copy.deepcopy(dense)
     calib = _calib()
     compress(model, calib, method="lowrank", group_size=1, rank=3, sequential=sequential,
-             progress=False)
+             target="local", progress=False)
     # the Gram of layer 2's q_proj input, in the compressed model and in the dense one
     grams = {}
     for name, source in (("compressed", model), ("dense", dense)):
@@ -117,6 +117,33 @@ def test_sequential_calibration_feeds_each_layer_the_compressed_outputs(sequenti
     right, wrong = ("compressed", "dense") if sequential else ("dense", "compressed")
     torch.testing.assert_close(fitted, expected[right], atol=1e-5, rtol=1e-5)
     assert (fitted - expected[wrong]).abs().max() > 1e-3
+
+
+def _inputs(model, module, calib):
+    seen = []
+    handle = module.register_forward_pre_hook(lambda _m, args: seen.append(args[0].reshape(
+        -1, args[0].shape[-1]).double()))
+    with torch.no_grad():
+        for batch in calib:
+            model(**batch)
+    handle.remove()
+    return torch.cat(seen)
+
+
+def test_original_target_fits_each_layer_to_the_original_outputs():
+    dense = _perturbed(T.llama())
+    model = copy.deepcopy(dense)
+    calib = _calib()
+    compress(model, calib, method="lowrank", group_size=1, rank=3, progress=False)
+    X = _inputs(dense, dense.model.layers[2].self_attn.q_proj, calib)        # original inputs
+    X_c = _inputs(model, model.model.layers[2].self_attn.q_proj, calib)      # compressed ones
+    W = dense.model.layers[2].self_attn.q_proj.weight.detach().double()
+    target = original_target(W, X.T @ X_c, X_c.T @ X_c)
+    A, (B,) = whitened_basis([target], [X_c.T @ X_c], 3)
+    fitted = model.model.layers[2].self_attn.q_proj.merged_weight().detach().double()
+    torch.testing.assert_close(fitted, A @ B, atol=1e-5, rtol=1e-4)
+    local_A, (local_B,) = whitened_basis([W], [X_c.T @ X_c], 3)
+    assert (fitted - local_A @ local_B).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize("method, options", [

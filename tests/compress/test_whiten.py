@@ -4,7 +4,7 @@ the diagonal's closed form against brute-force least squares."""
 import pytest
 import torch
 
-from layershare.compress.whiten import (best_diagonal, gram_root, whitened_basis,
+from layershare.compress.whiten import (best_diagonal, gram_root, original_target, whitened_basis,
                                         whitened_error, whitened_factors, whitened_spectrum)
 from layershare.svd import shared_basis, truncated_svd
 
@@ -105,3 +105,23 @@ def test_diagonal_closed_form_matches_brute_force_least_squares(m, n):
     assert whitened_error(R - D, G) <= whitened_error(R, G)
     # without data (G = I) the closed form is the data-free fit: the diagonal of R
     torch.testing.assert_close(best_diagonal(R, torch.eye(n, dtype=torch.float64)), R.diagonal())
+
+
+def test_original_target_is_the_least_squares_map_to_the_original_outputs():
+    m, n = 10, 14
+    W = torch.randn(m, n, dtype=torch.float64)
+    X, _ = _data(n, seed=1)
+    X_c = X + 0.1 * torch.randn(X.shape, generator=torch.Generator().manual_seed(2),
+                                dtype=torch.float64)  # the inputs after upstream damage
+    G_c, C = X_c.T @ X_c, X.T @ X_c
+    target = original_target(W, C, G_c, ridge=0.0)
+    # min_W' ||W X^T - W' X_c^T||: least squares of X_c W'^T = X W^T
+    expected = torch.linalg.lstsq(X_c, X @ W.T).solution.T
+    torch.testing.assert_close(target, expected, atol=1e-8, rtol=1e-8)
+    # Pythagoras: for any W', the original-output error splits into W*'s and the metric-G_c one
+    other = torch.randn(m, n, dtype=torch.float64)
+    total = ((X @ W.T - X_c @ other.T) ** 2).sum()
+    split = ((X @ W.T - X_c @ target.T) ** 2).sum() + whitened_error(target - other, G_c)
+    torch.testing.assert_close(total, torch.as_tensor(float(split), dtype=torch.float64))
+    # undamaged inputs: W* = W exactly, whatever the ridge
+    torch.testing.assert_close(original_target(W, X.T @ X, X.T @ X), W, atol=1e-12, rtol=0)

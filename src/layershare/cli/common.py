@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..arch import KINDS
+from ..config import STACKS
 from ..errors import LayershareError
 from ..plan import STRATEGIES
 from ..svd import INITS
@@ -39,7 +40,8 @@ def add_overwrite(p) -> None:
 
 
 def add_share_options(p) -> None:
-    """--strategy, --init, --diag, --matrices: the ShareConfig choices of convert and compress."""
+    """--strategy, --init, --diag, --matrices, --stacks: the ShareConfig choices of convert and
+    compress."""
     p.add_argument("--strategy", type=strategy_arg, default="sequence",
                    help=f"{' | '.join(STRATEGIES)} or explicit group ids, e.g. 0,0,1,1")
     p.add_argument("--init", choices=[i for i in INITS if i != "scratch"], default="mean")
@@ -47,6 +49,9 @@ def add_share_options(p) -> None:
                    help="per-layer diagonal (default: on for residual, off for lowrank)")
     p.add_argument("--matrices", default=",".join(KINDS),
                    help=f"comma-separated subset of {','.join(KINDS)}")
+    p.add_argument("--stacks", choices=STACKS, default="all",
+                   help="stacks of an encoder-decoder model to share (default all); --keep "
+                        "counts the chosen stacks only")
 
 def run_dir(directory: Path):
     """(config, model, task, device, autocast) of a finished run directory."""

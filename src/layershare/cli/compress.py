@@ -43,6 +43,9 @@ def add_commands(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="calibration windows per forward")
     p.add_argument("--sequential", action=argparse.BooleanOptionalAction, default=True,
                    help="fit each block on the outputs of the already compressed blocks")
+    p.add_argument("--target", choices=("original", "local"), default="original",
+                   help="sequential fits: match the original model's outputs (original) or each "
+                        "matrix's own response to its compressed inputs (local, SVD-LLM)")
     add_share_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, type=out_arg)
@@ -86,9 +89,9 @@ def cmd_compress(args) -> None:
                                     args.seq_len, args.batch_size)
     result = compress(model, calib, method=args.method, keep=args.keep, rank=args.rank,
                       group_size=args.group_size, allocate=args.allocate,
-                      sequential=args.sequential, progress=not args.quiet,
+                      sequential=args.sequential, target=args.target, progress=not args.quiet,
                       strategy=args.strategy, init=args.init, diag=args.diag,
-                      matrices=[m for m in args.matrices.split(",") if m],
+                      matrices=[m for m in args.matrices.split(",") if m], stacks=args.stacks,
                       materialize=lazy.materialize if lazy else None)
     if lazy is not None:
         lazy.finish()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..config import METHODS, STACKS
+from ..config import METHODS
 from ..errors import LayershareError
 from .common import add_overwrite, add_share_options, out_arg, save_with_tokenizer
 
@@ -25,8 +25,6 @@ def add_commands(sub) -> None:
     p.add_argument("--group-size", type=int, default=2, help="layers per sharing group (K)")
     p.add_argument("--rank", type=int, default=64, help="rank of the low-rank factors")
     add_share_options(p)
-    p.add_argument("--stacks", choices=STACKS, default="all",
-                   help="stacks of an encoder-decoder model to share (default all)")
     p.add_argument("--out", required=True, type=out_arg)
     add_overwrite(p)
     p.set_defaults(func=cmd_convert)

@@ -16,7 +16,10 @@ activations, ``||(W - W') X^T||`` (compress/whiten.py), instead of ``||W - W'||`
 * ``tied``: the group mean, from the weights alone (the floor every method must beat).
 
 Calibration runs layer by layer (compress/sequential.py): in sequential mode (default) each
-block is fitted on the activations that the already compressed blocks produce. ``calib=None``
+block is fitted on the activations that the already compressed blocks produce, and with
+``target="original"`` (default) to the outputs the *original* model gives at that point
+(``W* = W C G~^-1``, compress/whiten.py), so later layers correct what earlier ones lost;
+``target="local"`` is plain SVD-LLM (each matrix reproduces its own response to its inputs). ``calib=None``
 is the data-free fit (what ``convert`` does), with the same budget options. ``keep=F``
 chooses every rank so that the stack keeps at most F of its matrix parameters
 (compress/budget.py).
@@ -37,11 +40,13 @@ from ..slots import Slot
 from ..surgery import DataFreeFit, convert_groups, mark_converted, plan_stacks
 from . import budget
 from .allocate import spectrum_allocation
-from .calibrate import GramCollector
+from .calibrate import CrossGramCollector, GramCollector
 from .sequential import Activations, blocks, capture_inputs, run_layer
-from .whiten import best_diagonal, whitened_basis, whitened_error, whitened_factors
+from .whiten import (best_diagonal, original_target, whitened_basis, whitened_error,
+                     whitened_factors)
 
 ALLOCATIONS = ("uniform", "spectrum")
+TARGETS = ("original", "local")
 
 
 @dataclass
@@ -110,8 +115,8 @@ class CalibratedFit(DataFreeFit):
 
 def compress(model: nn.Module, calib: list[dict] | None = None, method: str = "residual",
              keep: float | None = None, rank: int | None = None, group_size: int = 2,
-             allocate: str = "uniform", sequential: bool = True, progress: bool = True,
-             materialize=None, **share) -> CompressResult:
+             allocate: str = "uniform", sequential: bool = True, target: str = "original",
+             progress: bool = True, materialize=None, **share) -> CompressResult:
     """Compress ``model`` in place (see the module docstring).
 
     ``calib``: calibration batches, each a dict of model inputs (``{"input_ids": ...}``), or
@@ -119,7 +124,8 @@ def compress(model: nn.Module, calib: list[dict] | None = None, method: str = "r
     parameters to keep) and ``rank`` (one rank for every matrix). ``share``: further
     ShareConfig fields (``strategy``, ``init``, ``diag``, ``matrices``...). ``materialize``:
     for a model whose layers are not read yet (formats/lazy.py), called as
-    ``materialize(stack_path, layer_indices)`` before each block is touched.
+    ``materialize(stack_path, layer_indices)`` before each block is touched. ``target``:
+    ``original`` or ``local`` (module docstring; the same in non-sequential mode).
     """
     start = time.perf_counter()
     was_training = model.training
@@ -130,6 +136,8 @@ def compress(model: nn.Module, calib: list[dict] | None = None, method: str = "r
     if allocate == "spectrum" and (keep is None or calib is None or method == "tied"):
         raise LayershareError("--allocate spectrum needs --keep, calibration data and a "
                               "residual or lowrank method")
+    if target not in TARGETS:
+        raise LayershareError(f"unknown target {target!r}; choose {' or '.join(TARGETS)}")
     if calib is not None and not calib:
         raise LayershareError("no calibration batches")
     if keep is not None:
@@ -160,8 +168,8 @@ def compress(model: nn.Module, calib: list[dict] | None = None, method: str = "r
                 convert_groups(model, config, stack, block_groups)
                 bar.update(len(block_layers))
             continue
-        tokens = _calibrated_stack(model, config, stack, calib, sequential, errors, bar,
-                                   materialize)
+        tokens = _calibrated_stack(model, config, stack, calib, sequential,
+                                   sequential and target == "original", errors, bar, materialize)
     bar.close()
     mark_converted(model, config, stacks)
     model.train(was_training)
@@ -183,10 +191,15 @@ def _uniform_ranks(model, config, stacks, keep) -> dict:
     return ranks
 
 
-def _calibrated_stack(model, config, stack, calib, sequential, errors, bar, materialize) -> int:
-    """Fit one stack block by block on its captured inputs; returns the calibration tokens."""
+def _calibrated_stack(model, config, stack, calib, sequential, to_original, errors, bar,
+                      materialize) -> int:
+    """Fit one stack block by block on its captured inputs; returns the calibration tokens.
+
+    ``to_original``: also carry the original model's activations (``orig``) and fit each
+    matrix to the original outputs (``original_target``)."""
     layers = stack.layers(model)
     acts = capture_inputs(model, layers, calib)
+    orig = Activations(list(acts.hidden), acts.args, acts.kwargs) if to_original else None
     for block_layers, block_groups in blocks(stack.plan):
         if materialize is not None:
             materialize(stack.path, block_layers)
@@ -195,14 +208,40 @@ def _calibrated_stack(model, config, stack, calib, sequential, errors, bar, mate
         if fused:
             raise LayershareError(f"calibrated compression needs nn.Linear or Conv1D matrices; "
                                   f"{fused[0]!r} is a fused in_proj_weight (use calib none)")
-        with GramCollector([s.module for s in slots]) as grams:
-            dense_out = _run_block(layers, block_layers, acts)
+        modules = [s.module for s in slots]
+        if orig is not None:
+            grams, orig = _paired_statistics(layers, block_layers, slots, orig, acts)
+        else:
+            with GramCollector(modules) as grams:
+                dense_out = _run_block(layers, block_layers, acts)
         convert_groups(model, config, stack, block_groups, CalibratedFit(grams, errors))
         del grams
         acts = Activations(_run_block(layers, block_layers, acts) if sequential else dense_out,
                            acts.args, acts.kwargs)
         bar.update(len(block_layers))
     return sum(h.shape[:-1].numel() for h in acts.hidden)
+
+
+def _paired_statistics(layers, block_layers, slots, orig: Activations, acts: Activations):
+    """Run the dense block on both streams, batch by batch; collect ``G~`` on the compressed
+    stream and ``C = X^T X~`` across them, then replace every dense weight by its target
+    ``W*`` (in place: the fit reads the dense weights next). Returns the Gram collector and the
+    original stream after the block."""
+    modules = [s.module for s in slots]
+    grams, cross = GramCollector(modules), CrossGramCollector(modules)
+    next_orig = []
+    for b in range(len(acts.hidden)):
+        def one(a):
+            return Activations([a.hidden[b]], [a.args[b]], [a.kwargs[b]])
+        with cross.recording():
+            next_orig += _run_block(layers, block_layers, one(orig))
+        with cross.pairing(), grams:
+            _run_block(layers, block_layers, one(acts))
+    with torch.no_grad():
+        for slot in slots:  # Slot.weight() is a view in nn.Linear layout (Conv1D: transposed)
+            weight, module = slot.weight(), slot.module
+            weight.copy_(original_target(weight, cross.cross(module), grams.gram(module)))
+    return grams, Activations(next_orig, orig.args, orig.kwargs)
 
 
 def _run_block(layers, block_layers, acts: Activations) -> list[torch.Tensor]:

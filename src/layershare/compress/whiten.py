@@ -34,6 +34,21 @@ total whitened error is the sum of the dropped ``sigma_i^2``; U comes from
 
 a per-row least-squares problem in closed form (``best_diagonal``). Without data (G = I) it is
 ``d_i = R_ii``, today's data-free fit.
+
+**Fitting to the original model's outputs** (``target="original"``). In sequential mode a
+matrix receives ``X~``, the inputs the already compressed layers produce, not the original
+model's ``X``. Fitting ``||(W - W') X~^T||`` reproduces W's response to the *damaged* inputs;
+the original model computed ``W X^T``. The least-squares map from what the matrix now receives
+to what it should output minimises ``||W X^T - W' X~^T||_F`` over all W': with
+``C = X^T X~`` and ``G~ = X~^T X~``, the normal equations ``W' G~ = W C`` give
+
+    W* = W C G~^-1 = W + W (C - G~) G~^-1     (W* = W when X~ = X)
+
+and, as the residual ``W X^T - W* X~^T`` is orthogonal to the row space of ``X~^T``,
+``||W X^T - W' X~^T||^2 = ||W X^T - W* X~^T||^2 + ||(W* - W') X~^T||^2`` for every W'. So
+every fit above, applied to ``W*`` in the metric ``G~``, is also the optimum for the original
+outputs (``original_target``): later layers undo part of what earlier ones lost, the
+closed-form counterpart of GPTQ's error feedback.
 """
 
 from __future__ import annotations
@@ -42,6 +57,8 @@ import torch
 from torch import Tensor
 
 RIDGE = 1e-8  # relative ridge for the Cholesky root: a tiny fraction of the mean input energy
+TARGET_RIDGE = 1e-3  # relative ridge of original_target's solve: keeps W* from fitting noise
+#                      in the calibration set's weakest input directions
 
 
 def gram_root(G: Tensor) -> Tensor:
@@ -118,3 +135,18 @@ def whitened_error(error: Tensor, gram: Tensor, dtype=torch.float64) -> float:
     """``||E X^T||_F^2 = tr(E G E^T)``; ``dtype=torch.float32`` for a report (4x cheaper)."""
     E = error.to(dtype)
     return float(((E @ gram.to(dtype)) * E).sum())
+
+
+def original_target(weight: Tensor, cross: Tensor, gram: Tensor, ridge: float | None = None) -> Tensor:
+    """``W* = W C G~^-1``, the matrix whose response to the compressed model's inputs best
+    matches the original's outputs (module docstring), written ``W + W (C - G~) G~^-1`` with
+    ``ridge * mean(diag G~)`` added to ``G~``: the ridge shrinks only the correction, so
+    ``W* = W`` exactly when the inputs are undamaged (C = G~). ``cross`` is ``C = X^T X~``,
+    ``gram`` is ``G~ = X~^T X~``."""
+    G = gram.double()
+    lam = (TARGET_RIDGE if ridge is None else ridge) * G.diagonal().mean().clamp_min(1e-300)
+    G_ridge = G + lam * torch.eye(len(G), dtype=G.dtype, device=G.device)
+    W = weight.double()
+    # W (C - G) G^-1 = (G^-1 (C - G)^T W^T)^T, G symmetric
+    correction = torch.linalg.solve(G_ridge, (cross.double() - G).T @ W.T).T
+    return (W + correction).to(weight.dtype)
