@@ -43,7 +43,7 @@ def add_commands(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="calibration windows per forward")
     p.add_argument("--sequential", action=argparse.BooleanOptionalAction, default=True,
                    help="fit each block on the outputs of the already compressed blocks")
-    p.add_argument("--target", choices=("original", "local"), default="original",
+    p.add_argument("--target", choices=("local", "original"), default="local",
                    help="sequential fits: match the original model's outputs (original) or each "
                         "matrix's own response to its compressed inputs (local, SVD-LLM)")
     add_share_options(p)

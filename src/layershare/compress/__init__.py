@@ -16,10 +16,12 @@ activations, ``||(W - W') X^T||`` (compress/whiten.py), instead of ``||W - W'||`
 * ``tied``: the group mean, from the weights alone (the floor every method must beat).
 
 Calibration runs layer by layer (compress/sequential.py): in sequential mode (default) each
-block is fitted on the activations that the already compressed blocks produce, and with
-``target="original"`` (default) to the outputs the *original* model gives at that point
-(``W* = W C G~^-1``, compress/whiten.py), so later layers correct what earlier ones lost;
-``target="local"`` is plain SVD-LLM (each matrix reproduces its own response to its inputs). ``calib=None``
+block is fitted on the activations that the already compressed blocks produce. Each matrix
+then reproduces its own response to those inputs (``target="local"``, SVD-LLM, default), or
+the outputs the *original* model gives at that point (``target="original"``: ``W* = W C
+G~^-1``, compress/whiten.py). The second is optimal per matrix on the calibration tokens but
+measured worse end to end on SmolLM2 (benchmarks/results/pretrained.md): it fits the
+calibration set's noise, so it is an option, not the default. ``calib=None``
 is the data-free fit (what ``convert`` does), with the same budget options. ``keep=F``
 chooses every rank so that the stack keeps at most F of its matrix parameters
 (compress/budget.py).
@@ -115,7 +117,7 @@ class CalibratedFit(DataFreeFit):
 
 def compress(model: nn.Module, calib: list[dict] | None = None, method: str = "residual",
              keep: float | None = None, rank: int | None = None, group_size: int = 2,
-             allocate: str = "uniform", sequential: bool = True, target: str = "original",
+             allocate: str = "uniform", sequential: bool = True, target: str = "local",
              progress: bool = True, materialize=None, **share) -> CompressResult:
     """Compress ``model`` in place (see the module docstring).
 
