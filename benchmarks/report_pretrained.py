@@ -55,7 +55,7 @@ def _plot(rows, base, path: Path, metric: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, ax = plt.subplots(figsize=(11, 5.5))
     by_variant = {}
     for r in rows:
         if r["variant"] != "original" and "error" not in r:
@@ -63,7 +63,8 @@ def _plot(rows, base, path: Path, metric: str) -> None:
     markers = "osD^v<>phX*"
     for i, (label, points) in enumerate(sorted(by_variant.items())):
         points.sort()
-        ax.plot(*zip(*points), marker=markers[i % len(markers)], label=label)
+        ax.plot(*zip(*points), marker=markers[i % len(markers)], color=plt.cm.tab20(i % 20),
+                label=label)
     ax.axhline(base, color="k", ls="--", lw=1, label=f"original ({base:.1f})")
     ax.set_xlabel("fraction of the layer stack's matrix parameters kept")
     if metric == "perplexity":
@@ -72,7 +73,7 @@ def _plot(rows, base, path: Path, metric: str) -> None:
     else:
         ax.set_ylabel("cosine of sentence embeddings to the original (500 Brown test sentences)")
     ax.set_title("Post-training compression, no fine-tuning")
-    ax.legend(fontsize=7, loc="center right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: no overlap
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -134,7 +134,8 @@ def test_original_target_fits_each_layer_to_the_original_outputs():
     dense = _perturbed(T.llama())
     model = copy.deepcopy(dense)
     calib = _calib()
-    compress(model, calib, method="lowrank", group_size=1, rank=3, progress=False)
+    compress(model, calib, method="lowrank", group_size=1, rank=3, target="original",
+             progress=False)
     X = _inputs(dense, dense.model.layers[2].self_attn.q_proj, calib)        # original inputs
     X_c = _inputs(model, model.model.layers[2].self_attn.q_proj, calib)      # compressed ones
     W = dense.model.layers[2].self_attn.q_proj.weight.detach().double()
