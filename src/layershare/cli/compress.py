@@ -69,7 +69,7 @@ def cmd_compress(args) -> None:
     from .. import count
     from ..compress import compress
     from ..formats.hub import auto_tokenizer, from_local
-    from ..formats.lazy import LazyModel, can_open_lazily
+    from ..formats.lazy import LazyModel, can_open_lazily, release_large_frees
     from ..formats.pretrained import resolve
 
     from ..outputs import check_out
@@ -79,6 +79,7 @@ def cmd_compress(args) -> None:
     check_out(args.out, "checkpoint", sources=[resolve(args.src)], overwrite=args.overwrite)
     lazy = None
     if can_open_lazily(resolve(args.src)):  # layer by layer: one block of dense weights at a time
+        release_large_frees()  # freed layers go back to the system (formats/lazy.py)
         lazy = LazyModel(resolve(args.src))
         model = lazy.model
     else:  # GGUF (de-quantised by transformers as a whole) and other formats

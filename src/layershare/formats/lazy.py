@@ -4,8 +4,12 @@ Compressing a model layer by layer needs only one block of dense weights at a ti
 ``LazyModel`` builds the model with empty (meta) parameters (accelerate's
 ``init_empty_weights``; buffers such as rotary frequencies are built for real), reads every
 tensor outside the layer stacks at once (embeddings, final norm, head), and reads a layer's
-tensors only when ``materialize`` is called for it. Tensors come from the safetensors files
-through ``safe_open`` (memory-mapped: a tensor is read when asked for, nothing is unpickled).
+tensors only when ``materialize`` is called for it. Tensors are read from the safetensors
+files by plain ``read`` calls at the offsets of the file's JSON header (``read_tensors``),
+not through ``safe_open``'s memory map: every page of a mapped file that a tensor touched
+stays in the process's resident set while the map lives, so reading 22 layers through it
+grew RSS by one dense layer per layer, although the dense tensors were long freed. Nothing
+is unpickled or executed either way.
 
 ``finish()`` checks that every parameter of the model was read and every stored tensor used,
 so a checkpoint whose names do not fit the class is an error, never a silent random weight.
@@ -15,8 +19,10 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from ..errors import LayershareError
@@ -37,8 +43,6 @@ class LazyModel:
     def __init__(self, src: str | os.PathLike, stack_paths=None):
         import transformers
         from accelerate import init_empty_weights
-        from safetensors import safe_open
-
         self.src = Path(src)
         try:
             config = transformers.AutoConfig.from_pretrained(self.src)
@@ -55,8 +59,7 @@ class LazyModel:
             {self.src / f for f in json.loads((self.src / INDEX).read_text())["weight_map"].values()}))
         self._where = {}
         for f in files:
-            with safe_open(f, "pt") as handle:
-                self._where.update({k: f for k in handle.keys()})
+            self._where.update({k: f for k in _header(f) if k != "__metadata__"})
         self._used: set[str] = set()
         self.stack_paths = list(stack_paths) if stack_paths is not None else _default_paths(self.model)
         inside = tuple(p + "." for p in self.stack_paths)
@@ -71,12 +74,9 @@ class LazyModel:
                 yield name, p
 
     def _load(self, names: list[str]) -> None:
-        from safetensors import safe_open
-
         by_file: dict[Path, dict] = {}
         for f in {self._where[n] for n in names if n in self._where}:
-            with safe_open(f, "pt") as handle:  # read, copy out, unmap
-                by_file[f] = {n: handle.get_tensor(n) for n in names if self._where.get(n) == f}
+            by_file[f] = read_tensors(f, [n for n in names if self._where.get(n) == f])
         for name in names:
             module_name, _, leaf = name.rpartition(".")
             module = self.model.get_submodule(module_name)
@@ -121,7 +121,63 @@ class LazyModel:
         return self.model
 
 
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
+           "BF16": torch.bfloat16, "I64": torch.int64, "I32": torch.int32, "I16": torch.int16,
+           "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def _header(path: Path) -> dict:
+    """The JSON header of a safetensors file: name -> {dtype, shape, data_offsets}."""
+    with open(path, "rb") as f:
+        try:
+            (size,) = struct.unpack("<Q", f.read(8))
+            return json.loads(f.read(size))
+        except (struct.error, ValueError) as exc:
+            raise LayershareError(f"{path}: not a safetensors file ({exc})") from None
+
+
+def read_tensors(path: Path, names: list[str]) -> dict[str, torch.Tensor]:
+    """The named tensors of a safetensors file, each read into its own memory (no map)."""
+    header = _header(path)
+    out = {}
+    with open(path, "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        start = 8 + size  # data begins right after the header
+        for name in names:
+            info = header[name]
+            dtype = _DTYPES.get(info["dtype"])
+            if dtype is None:
+                raise LayershareError(f"{path}: {name} has unsupported dtype {info['dtype']}")
+            begin, end = info["data_offsets"]
+            f.seek(start + begin)
+            data = bytearray(f.read(end - begin))
+            if len(data) != end - begin:
+                raise LayershareError(f"{path}: truncated at tensor {name}")
+            tensor = torch.frombuffer(data, dtype=dtype) if data else torch.empty(0, dtype=dtype)
+            out[name] = tensor.reshape(info["shape"])
+    return out
+
+
 def _default_paths(model: nn.Module) -> list[str]:
     from ..surgery import stack_specs
     return [s.path for s in stack_specs(model)]
 
+
+
+def release_large_frees() -> bool:
+    """Ask glibc to serve every allocation of 1 MiB or more by its own mmap (``mallopt
+    M_MMAP_THRESHOLD``), so each freed dense layer goes back to the system at once.
+
+    glibc raises its mmap threshold as large blocks are freed (up to 32 MiB), after which
+    layer-sized tensors come from the heap and freed ones stay in the process, fragmented:
+    measured on an 8-layer d=1024 Llama compressed layer by layer, the resident set grew ~2.5x
+    faster than the live tensors without this. Process-wide; returns False off glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-3, 1 << 20))  # M_MMAP_THRESHOLD = -3 in glibc's malloc.h
+    except (OSError, AttributeError):
+        return False
