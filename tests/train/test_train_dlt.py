@@ -192,3 +192,35 @@ def test_cut_log_keeps_actions_rewarded_before_the_checkpoint(tmp_path):
     assert read_log(log) == rows[:2]
     dlt_plugin.cut_log(log, None)  # a finished run's null line goes, rewarded lines stay
     assert read_log(log) == rows[:2]
+
+
+def test_honest_frozen_copy_run_rewards_on_valid_and_reports_memory(tmp_path, text_data,
+                                                                    monkeypatch):
+    """preset honest (validation reward, EMA baseline), frozen-copy ties, shuffled rewards:
+    a whole run, with the three memory figures in results.json."""
+    sets = tiny(text_data, "text", model={"layers": 4}, share={"method": "dlt"},
+                dlt={"steps_per_action": 2, "epsilon_decay": 0.7, "seed": 1, "preset": "honest",
+                     "tie": "frozen-copy", "shuffle_rewards": True, "reward_batches": 2},
+                train={"steps": 16, "eval_every": 8, "save_every": 8})
+    cfg = load_config(None, sets)
+    assert (cfg.dlt.reward_source, cfg.dlt.gamma) == ("valid", 0.0)
+    losses = []
+    real = dlt_plugin.DLTPlugin.reward_loss
+
+    def spy(self, step):
+        losses.append(real(self, step))
+        return losses[-1]
+
+    monkeypatch.setattr(dlt_plugin.DLTPlugin, "reward_loss", spy)
+    trainer, results = run(cfg, tmp_path / "run")
+    plugin = trainer.dlt
+    assert len(plugin.valid_batches) == 2 and len(losses) == 16 // 2 - 1
+    again = real(plugin, 3)  # the same fixed batches whatever the step
+    assert again == pytest.approx(real(plugin, 11))
+    records = read_log(tmp_path / "run" / "dlt.jsonl")
+    assert records[0]["reward_used"] == 0.0  # centred on the first reward
+    assert trainer.dlt.controller.tied.tie == "frozen-copy"
+    assert results["static_mem_kind"] == "params+grads+optimizer_state_bytes"
+    assert results["closed_form_mem_bytes"] <= results["static_mem_bytes"] \
+        < results["closed_form_mem_bytes"] + 4096  # + Adam's scalar step tensors
+    assert results["peak_mem_bytes"] > results["static_mem_bytes"]

@@ -2,13 +2,16 @@
 Transformers", ICLR 2024, arXiv 2401.12819): a Q-learning agent that, every few training steps,
 decides for one layer whether it trains on its own or reuses the weights of an earlier layer.
 
-* :mod:`.config` -- :class:`DLTConfig`, every constant (paper defaults);
+* :mod:`.config` -- :class:`DLTConfig`, every constant (paper defaults, presets ``paper`` and
+  ``honest``; its docstring lists where the defaults differ from the official code);
 * :mod:`.agent` -- Q-network, action slices, epsilon schedule, TD update;
 * :mod:`.tying` -- apply a state vector to a model's stack (tie = same tensors, untie = copy),
   save with unique layers only;
 * :mod:`.optim` -- keep the optimizer's parameters and state equal to the unique parameters;
 * :mod:`.controller` -- :class:`DLTController`, the training-loop plugin, and its JSONL log;
-* :mod:`.plot` -- the layers x episodes heatmap.
+* :mod:`.plot` -- the layers x episodes heatmap;
+* :mod:`.synthetic` -- a model-free environment with a known optimum, to test whether an agent
+  follows its reward.
 """
 
 from .agent import Agent, QNetwork, action_slice, epsilon_at, next_layer, num_actions

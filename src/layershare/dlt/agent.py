@@ -2,10 +2,18 @@
 
 **State.** ``s`` is a length-``L`` vector of layer ids: ``s_i = i`` when layer ``i`` trains on
 its own, ``s_i = j < i`` when it is tied to (uses the weights of) layer ``j``; ``s_0 = 0``
-always. The network reads ``s / L``: raw ids grow with depth (up to ``L - 1``), so the first
-layer's pre-activations would scale with ``L``; dividing by ``L`` keeps every input in
-``[0, 1)`` whatever the depth. It is an affine change of input, so the functions the MLP can
-represent are the same.
+always. ``state_encoding`` says how the network reads it (:func:`encode`):
+
+* ``raw``: ``s / L``. Raw ids grow with depth (up to ``L - 1``), so the first layer's
+  pre-activations would scale with ``L``; dividing by ``L`` keeps every input in ``[0, 1)``
+  whatever the depth (the official code feeds ``s`` itself: an affine change of input, the
+  same functions). Here "train independently" (``s_i = i``) is the *largest* input: with a
+  bootstrapped target, Q-values that drift with the input's norm favour or punish it
+  whatever the reward says.
+* ``distance``: ``(i - s_i) / L``: 0 for an independent layer, larger the farther back the
+  source. The same information; "independent" is now the zero input.
+* ``one-hot``: the ``L x L`` indicator ``[s_i = j]`` flattened (input width ``L^2``): every
+  state has the same norm, ``sqrt(L)``.
 
 **Actions.** One MLP ``L -> hidden -> L(L+1)/2`` scores every decision of every layer at once.
 Layer ``l`` owns the ``l + 1`` outputs ``[l(l+1)/2, l(l+1)/2 + l + 1)`` (:func:`action_slice`):
@@ -62,18 +70,37 @@ def next_layer(layer: int, num_layers: int) -> int:
     return layer + 1 if layer + 1 < num_layers else 1
 
 
-class QNetwork(nn.Module):
-    """MLP ``L -> hidden -> L(L+1)/2`` with a ReLU, reading the state divided by ``L``."""
+ENCODINGS = ("raw", "distance", "one-hot")
 
-    def __init__(self, num_layers: int, hidden: int = 128):
+
+def encode(state: Tensor, encoding: str = "raw") -> Tensor:
+    """The Q-network's input for ``state`` ((..., L) layer ids): see the module docstring."""
+    s = state.float()
+    L = s.shape[-1]
+    if encoding == "raw":
+        return s / L
+    if encoding == "distance":
+        return (torch.arange(L, dtype=torch.float32) - s) / L
+    if encoding == "one-hot":
+        return nn.functional.one_hot(state.long(), L).float().flatten(-2)
+    raise LayershareError(f"unknown state encoding {encoding!r}; choose one of "
+                          f"{', '.join(ENCODINGS)}")
+
+
+class QNetwork(nn.Module):
+    """MLP ``in -> hidden -> L(L+1)/2`` with a ReLU, reading :func:`encode` of the state
+    (``in`` = L, or L^2 for one-hot)."""
+
+    def __init__(self, num_layers: int, hidden: int = 128, encoding: str = "raw"):
         super().__init__()
-        self.num_layers = num_layers
-        self.net = nn.Sequential(nn.Linear(num_layers, hidden), nn.ReLU(),
+        self.num_layers, self.encoding = num_layers, encoding
+        width = num_layers * num_layers if encoding == "one-hot" else num_layers
+        self.net = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(),
                                  nn.Linear(hidden, num_actions(num_layers)))
 
     def forward(self, state: Tensor) -> Tensor:
         """``state``: (..., L) layer ids (any dtype); returns (..., L(L+1)/2) Q-values."""
-        return self.net(state.float() / self.num_layers)
+        return self.net(encode(state, self.encoding))
 
 
 class Agent:
@@ -85,7 +112,7 @@ class Agent:
         self.num_layers, self.config = num_layers, config
         with torch.random.fork_rng(devices=[]):  # own init, global RNG stream untouched
             torch.manual_seed(config.seed)
-            self.q = QNetwork(num_layers, config.hidden)
+            self.q = QNetwork(num_layers, config.hidden, config.state_encoding)
         self.target = copy.deepcopy(self.q).requires_grad_(False) if config.target_network else None
         self.optimizer = torch.optim.Adam(self.q.parameters(), lr=config.q_lr)
         self.rng = random.Random(config.seed)

@@ -1,13 +1,49 @@
 """DLTConfig: every constant of Dynamic Layer Tying, with the paper's values as defaults.
 
 Hay & Wolf, "Dynamic Layer Tying for Parameter-Efficient Transformers" (ICLR 2024,
-arXiv 2401.12819). The defaults reproduce the official code (see the project's
-``shared/notes/anchors.md``): an MLP ``L -> 128 -> L(L+1)/2``, epsilon-greedy from 1.0 decayed
-x0.95 per episode to 0.01, one action every 4 optimizer steps, reward ``-perplexity`` clipped to
-[-10, 10], TD target ``r + 0.99 max Q(s')``, no replay buffer, no target network.
+arXiv 2401.12819); official research code github.com/tamirdh/Dynamic-Layer-Tying
+(``code/dqn_trainer.py``, ``code/quantum_models.py``). The defaults take the paper's
+*constants*: an MLP ``L -> 128 -> L(L+1)/2``, epsilon-greedy from 1.0 decayed x0.95 per
+episode to 0.01, one action every 4 optimizer steps, reward ``-perplexity`` of one training
+batch clipped to [-10, 10], TD target ``r + 0.99 max Q(s')``, one TD update per action, no
+replay buffer, no target network.
+
+**Where the defaults do not reproduce the official code** (each is a choice, listed so that
+no figure is read as "the official code's"):
+
+1. *Start state.* The official run starts from ``s = [0, ..., 0]`` with blocks 1..L-1
+   frozen at their own random initialisation (so the state vector says "tied to layer 0"
+   while the weights are not layer 0's). Default here: ``start: dense`` (every layer
+   independent, ``s_i = i``). ``start: official`` starts from ``[0, ..., 0]`` applied as the
+   vector says: every block really uses layer 0's weights.
+2. *Tie semantics.* Official: a tied block's parameters alias the source's storage
+   (``.data =``) with ``requires_grad = False``: the tied use sends no gradient. Its
+   "untie" only sets ``requires_grad = True`` on the still-aliased tensor, so after a few
+   episodes several trainable blocks share one storage and are updated by several AdamW
+   states at once. Default here: ``tie: shared`` -- one tensor, gradients of every use
+   summed (ALBERT's semantics); ``tie: frozen-copy`` is the official semantics (the tied
+   use reads the source's live weights, no gradient) *without* the aliasing bug. In both,
+   untying makes a real copy with fresh optimizer state.
+3. *TD bootstrap slice.* Official: ``max Q(s')`` over the slice of the layer that just
+   acted. Here: over the slice of the layer that acts next in ``s'`` (the actions available
+   there), see :mod:`.agent`.
+4. *Q-network input.* Official: raw layer ids ``s``. Here ``state_encoding: raw`` reads
+   ``s / L`` (an affine change of input: same function class, inputs in [0, 1) at any depth).
+5. *Q-network optimiser.* Official: AdamW(lr 1e-3, weight decay 0.01). Here Adam(lr 1e-3).
+6. *Reward batch.* Official: the first batch of a freshly shuffled training loader, after
+   ``model.eval()``. Here: the next step's first training micro-batch, in eval mode
+   (``reward_source: train``), or a fixed set of validation batches (``valid``).
 
 The random-tying baseline is ``epsilon_start=1, epsilon_decay=1`` (epsilon stays 1: every
 action uniform at random); a purely greedy agent is ``epsilon_start=0``.
+
+**Presets.** ``preset: paper`` (default) fills the unset keys ``gamma``, ``reward_baseline``,
+``reward_source``, ``state_encoding`` and ``reward`` with the paper's values
+(0.99, none, train, raw, paper); ``preset: honest`` with 0, ema, valid, distance and
+neg-log-ppl -- an agent whose greedy choice follows the measured effect of its action (see
+:mod:`.synthetic`). ``neg-log-ppl`` is part of ``honest`` because at validation perplexities
+above ``reward_clip`` the paper's clipped reward is the constant -10: no signal to centre.
+A key set explicitly always wins over the preset.
 """
 
 from __future__ import annotations
@@ -17,6 +53,15 @@ from dataclasses import asdict, dataclass, field, fields
 from ..errors import LayershareError
 
 REWARDS = ("paper", "neg-log-ppl")
+PRESETS = {
+    "paper": {"gamma": 0.99, "reward_baseline": "none", "reward_source": "train",
+              "state_encoding": "raw", "reward": "paper"},
+    "honest": {"gamma": 0.0, "reward_baseline": "ema", "reward_source": "valid",
+               "state_encoding": "distance", "reward": "neg-log-ppl"},
+}
+CHOICES = {"reward": REWARDS, "reward_baseline": ("none", "ema"),
+           "reward_source": ("train", "valid"), "state_encoding": ("raw", "distance", "one-hot"),
+           "tie": ("shared", "frozen-copy"), "start": ("dense", "official")}
 
 
 def _f(default, help: str):
@@ -25,13 +70,22 @@ def _f(default, help: str):
 
 @dataclass
 class DLTConfig:
+    preset: str = _f("paper", "paper | honest: the values of gamma, reward_baseline, "
+                              "reward_source, state_encoding and reward that are not set "
+                              "explicitly. paper: 0.99, none, train, raw, paper. honest: 0, ema, "
+                              "valid, distance, neg-log-ppl (an agent that follows its reward)")
     steps_per_action: int = _f(4, "optimizer steps between two agent actions (paper: 4)")
     epsilon_start: float = _f(1.0, "exploration rate of the first episode (paper: 1.0)")
     epsilon_decay: float = _f(0.95, "epsilon is multiplied by this after every episode "
                                      "(paper: 0.95; 1.0 keeps it constant: with "
                                      "epsilon_start=1 that is the random-tying baseline)")
     epsilon_min: float = _f(0.01, "floor of epsilon (paper: 0.01)")
-    gamma: float = _f(0.99, "discount of the TD target r + gamma max Q(s') (paper: 0.99)")
+    gamma: float | None = _f(None, "discount of the TD target r + gamma max Q(s') (preset "
+                                   "paper: 0.99; honest: 0, i.e. Q(s, a) estimates the "
+                                   "action's own reward). With all-negative rewards and one TD "
+                                   "update per action, gamma 0.99 drives Q towards "
+                                   "r / (1 - gamma) and the bootstrap then ranks actions by the "
+                                   "next state's encoding, not by their reward")
     hidden: int = _f(128, "hidden width of the Q-network MLP L -> hidden -> L(L+1)/2 (paper: 128)")
     q_lr: float = _f(1e-3, "Adam learning rate of the Q-network. 1e-3 (Adam's default): the agent "
                            "makes one TD update per action, i.e. only steps/steps_per_action "
@@ -39,12 +93,43 @@ class DLTConfig:
                            "replay-based DQN (1e-4 to 2.5e-4 over millions of updates) would "
                            "leave Q near its initialisation; Adam bounds each step by ~lr, so "
                            "1e-3 stays stable with rewards in [-10, 10]")
-    reward: str = _f("paper", "paper: r = clip(-perplexity, -clip, clip) on one training batch "
-                              "(constant -clip, i.e. no signal, while perplexity > clip); "
-                              "neg-log-ppl: r = clip(-loss, -clip, clip) = -log perplexity, which "
-                              "ranks actions the same way (log is monotone) and still "
-                              "discriminates at perplexity 1e3 or 1e4")
+    reward: str | None = _f(None, "paper: r = clip(-perplexity, -clip, clip) "
+                                  "(constant -clip, i.e. no signal, while perplexity > clip); "
+                                  "neg-log-ppl: r = clip(-loss, -clip, clip) = -log perplexity, "
+                                  "which ranks actions the same way (log is monotone) and still "
+                                  "discriminates at perplexity 1e3 or 1e4 (preset paper: paper; "
+                                  "honest: neg-log-ppl)")
     reward_clip: float = _f(10.0, "rewards are clipped to [-reward_clip, reward_clip] (paper: 10)")
+    reward_source: str | None = _f(None, "the batch the reward's loss is measured on: train (the "
+                                         "next training batch, as the paper: its batch-to-batch "
+                                         "noise is far larger than one action's effect) | valid "
+                                         "(the same fixed reward_batches validation batches "
+                                         "every time: the noise of the batch choice cancels "
+                                         "between actions). Preset paper: train; honest: valid")
+    reward_batches: int = _f(4, "reward_source valid: how many fixed validation micro-batches "
+                                "(the first ones of the split) the reward averages over")
+    reward_baseline: str | None = _f(None, "none (the paper) | ema: the TD update uses the "
+                                           "centred reward r - b, b an exponential moving "
+                                           "average of earlier rewards (the training trend "
+                                           "and the reward's offset leave Q; what is left is "
+                                           "the action's effect). Preset paper: none; honest: ema")
+    baseline_decay: float = _f(0.9, "reward_baseline ema: b <- decay * b + (1 - decay) * r after "
+                                    "each action (b starts at the first reward)")
+    state_encoding: str | None = _f(None, "how the Q-network reads the state s (s_i = the layer "
+                                          "layer i uses): raw (s / L, the paper's layer ids; "
+                                          "'independent' is the largest-norm state) | distance "
+                                          "((i - s_i) / L: 0 = independent) | one-hot (L x L "
+                                          "indicator of s_i). Preset paper: raw; honest: distance")
+    tie: str = _f("shared", "shared: a tied layer uses its source's tensor and its gradient adds "
+                            "to the source's (ALBERT's semantics) | frozen-copy: a tied layer "
+                            "reads its source's live weights but sends them no gradient (the "
+                            "official code's semantics, without its aliasing bug: untying here "
+                            "is always a real copy)")
+    start: str = _f("dense", "dense: every layer independent at step 0 | official: the official "
+                             "code's initial state s = [0, ..., 0], every layer tied to layer 0")
+    shuffle_rewards: bool = _f(False, "control: the rewards of each episode's actions are permuted "
+                                      "among them before the TD updates (made at the episode's "
+                                      "end), so any agent that still 'learns' learns noise")
     target_network: bool = _f(False, "bootstrap max Q(s') from a lagged copy of the Q-network "
                                      "(Mnih et al., 2015) instead of the network being trained; "
                                      "the paper has none")
@@ -55,22 +140,29 @@ class DLTConfig:
                       "of training")
 
     def __post_init__(self):
-        if type(self.steps_per_action) is not int or self.steps_per_action < 1:
-            raise LayershareError(f"dlt.steps_per_action must be an integer >= 1, "
-                                  f"got {self.steps_per_action!r}")
-        if type(self.hidden) is not int or self.hidden < 1:
-            raise LayershareError(f"dlt.hidden must be an integer >= 1, got {self.hidden!r}")
-        if type(self.target_sync) is not int or self.target_sync < 1:
-            raise LayershareError(f"dlt.target_sync must be an integer >= 1, "
-                                  f"got {self.target_sync!r}")
-        for name in ("epsilon_start", "epsilon_decay", "epsilon_min", "gamma"):
+        if self.preset not in PRESETS:
+            raise LayershareError(f"unknown dlt.preset {self.preset!r}; choose one of "
+                                  f"{', '.join(PRESETS)}")
+        for name, value in PRESETS[self.preset].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        for name in ("steps_per_action", "hidden", "target_sync", "reward_batches"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise LayershareError(f"dlt.{name} must be an integer >= 1, got {value!r}")
+        for name in ("epsilon_start", "epsilon_decay", "epsilon_min", "gamma", "baseline_decay"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise LayershareError(f"dlt.{name} must be in [0, 1], got {getattr(self, name)!r}")
         if self.q_lr <= 0 or self.reward_clip <= 0:
             raise LayershareError("dlt.q_lr and dlt.reward_clip must be > 0")
-        if self.reward not in REWARDS:
-            raise LayershareError(f"unknown dlt.reward {self.reward!r}; choose one of "
-                                  f"{', '.join(REWARDS)}")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise LayershareError(f"unknown dlt.{name} {getattr(self, name)!r}; choose one "
+                                      f"of {', '.join(allowed)}")
+        for name in ("shuffle_rewards", "target_network"):
+            if type(getattr(self, name)) is not bool:
+                raise LayershareError(f"dlt.{name} must be true or false, "
+                                      f"got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

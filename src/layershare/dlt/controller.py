@@ -13,11 +13,15 @@ The loop builds the model and its optimizer as usual, then::
 Timeline (the official code's): the constructor takes the first action (layer 1, episode 0)
 before any training step. Every ``steps_per_action`` optimizer steps, :meth:`on_step`
 
-1. measures the reward of the pending action ``a`` of layer ``l`` on one training batch
-   (``paper``: ``clip(-exp(loss))``; ``neg-log-ppl``: ``clip(-loss)``, see DLTConfig);
+1. measures the reward of the pending action ``a`` of layer ``l`` on the loss the loop
+   passes (one training batch, or the fixed validation batches: ``reward_source``;
+   ``paper``: ``clip(-exp(loss))``; ``neg-log-ppl``: ``clip(-loss)``, see DLTConfig); with
+   ``reward_baseline: ema`` the update uses ``r - b``, ``b`` the moving average of earlier
+   rewards (:class:`Baseline`);
 2. makes the TD update on ``(s, l, a, r, s', l')``, ``s'`` = the state after ``a``,
    ``l'`` = the next layer of the walk 1..L-1 (a new episode, with decayed epsilon, after
-   layer L-1);
+   layer L-1). With ``shuffle_rewards`` (a control) the episode's transitions wait until
+   its end, their rewards are permuted among them, then updated in order;
 3. lets ``l'`` choose its action epsilon-greedily, applies it to the model (tie: share the
    source's tensors; untie: a real copy) and syncs the optimizer (state freed for dropped
    tensors, fresh for copies);
@@ -26,6 +30,11 @@ before any training step. Every ``steps_per_action`` optimizer steps, :meth:`on_
    (the whole vector after the action), ``reward``, ``epsilon`` (plus ``loss``, ``explored``,
    ``unique_layers``, ``td_loss``, ``q``, ``target``). :meth:`close` writes the still pending
    action with ``reward: null``, so the log always ends with the final state.
+
+With ``start: official`` the constructor first ties every layer to layer 0 (the official
+code's initial state ``[0, ..., 0]``). ``stack``: any object with TiedStack's ``state``,
+``num_layers``, ``apply``, ``roots``, ``unique_layers`` and ``layer_params`` (the model-free
+environment of :mod:`.synthetic` passes its own; ``model`` and ``optimizer`` are None then).
 
 Not for models wrapped in DistributedDataParallel or torch.compile: both capture the
 parameter set when they are built, and tying changes it.
@@ -49,6 +58,23 @@ from .optim import SyncReport, sync_optimizer
 from .tying import TiedStack, roots, save
 
 OptimizerFactory = Callable[[nn.Module], torch.optim.Optimizer]
+
+
+class Baseline:
+    """Exponential moving average of the rewards: ``centre(r)`` returns ``r - b`` and then
+    updates ``b <- decay * b + (1 - decay) * r``; ``b`` starts at the first reward (whose
+    centred value is 0). Subtracting a baseline that does not depend on the action leaves
+    the expected ranking of actions unchanged and removes the trend of a training run."""
+
+    def __init__(self, decay: float, value: float | None = None):
+        self.decay, self.value = decay, value
+
+    def centre(self, reward: float) -> float:
+        if self.value is None:
+            self.value = reward
+        centred = reward - self.value
+        self.value = self.decay * self.value + (1 - self.decay) * reward
+        return centred
 
 
 def reward_from_loss(loss: float, config: DLTConfig) -> float:
@@ -78,14 +104,16 @@ class DLTController:
                  config: DLTConfig | None = None, stack_path: str | None = None,
                  log_path: str | os.PathLike | None = None,
                  group_of: Callable[[str, nn.Parameter], int | None] | None = None,
-                 resume: dict | None = None):
+                 resume: dict | None = None, stack=None):
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
             optimizer = optimizer(model)  # a factory, e.g. the trainer's make_optimizer
         self.model, self.optimizer, self.group_of = model, optimizer, group_of
         self.config = config or DLTConfig()
-        self.tied = TiedStack(model, stack_path)
+        self.tied = stack if stack is not None else TiedStack(model, stack_path, self.config.tie)
         self.agent = Agent(self.tied.num_layers, self.config)
         self.episode, self.layer, self.actions = 0, 1, 0
+        self.baseline = Baseline(self.config.baseline_decay)
+        self.waiting: list[dict] = []  # shuffle_rewards: this episode's transitions
         self.log_path = None if log_path is None else Path(log_path)
         self.pending: dict | None = None
         self.last: dict | None = None
@@ -94,6 +122,10 @@ class DLTController:
             if resume is None:
                 self.log_path.write_text("")
         if resume is None:
+            if self.config.start == "official":
+                origins = self.tied.apply([0] * self.tied.num_layers)
+                if self.optimizer is not None:
+                    sync_optimizer(self.optimizer, self.model, origins, self.group_of)
             self._act(step=0)
         else:
             self._resume(resume)
@@ -141,13 +173,33 @@ class DLTController:
         if p is None:
             raise LayershareError("DLTController.on_step after close()")
         following = next_layer(self.layer, self.tied.num_layers)
-        td = self.agent.update(p["before"], p["layer"], p["action"], reward, p["state"], following)
-        record = self._record(p, reward=reward, loss=loss, **td)
-        if following <= self.layer:  # the walk wrapped (L = 2: every action is an episode)
+        wraps = following <= self.layer  # the walk wrapped (L = 2: every action is an episode)
+        used = self.baseline.centre(reward) if self.config.reward_baseline == "ema" else reward
+        move = (p["before"], p["layer"], p["action"], used, p["state"], following)
+        if self.config.shuffle_rewards:
+            td = self._shuffled(move, flush=wraps)
+        else:
+            td = self.agent.update(*move)
+        record = self._record(p, reward=reward, loss=loss, reward_used=used, **td)
+        if wraps:
             self.episode += 1
         self.layer = following
         self._act(step)
         return record
+
+    def _shuffled(self, move: tuple, flush: bool) -> dict:
+        """shuffle_rewards: keep ``move``; at the episode's end permute the rewards among its
+        transitions (the agent's RNG) and make their TD updates; returns the last update's
+        figures (None until then)."""
+        self.waiting.append(list(move))
+        if not flush:
+            return {"td_loss": None, "q": None, "target": None}
+        rewards = [m[3] for m in self.waiting]
+        self.agent.rng.shuffle(rewards)
+        for m, r in zip(self.waiting, rewards):
+            td = self.agent.update(m[0], m[1], m[2], r, m[4], m[5])
+        self.waiting = []
+        return td
 
     def _record(self, p: dict, **extra) -> dict:
         record = {k: v for k, v in p.items() if k != "before"}
@@ -181,7 +233,8 @@ class DLTController:
     def state_dict(self) -> dict:
         """Everything to resume the agent (the model's tying is in the model checkpoint)."""
         return {"agent": self.agent.state_dict(), "episode": self.episode, "layer": self.layer,
-                "actions": self.actions, "state": self.state, "pending": self.pending}
+                "actions": self.actions, "state": self.state, "pending": self.pending,
+                "baseline": self.baseline.value, "waiting": self.waiting}
 
     def _resume(self, sd: dict) -> None:
         if roots(sd["state"]) != self.tied.roots():
@@ -190,6 +243,7 @@ class DLTController:
                                   "checkpoint saved with this agent state")
         self.agent.load_state_dict(sd["agent"])
         self.episode, self.layer, self.actions = sd["episode"], sd["layer"], sd["actions"]
+        self.baseline.value, self.waiting = sd.get("baseline"), sd.get("waiting", [])
         self.tied.apply(sd["state"])  # same roots: no tensor changes, only the vector
         if self.optimizer is not None:
             sync_optimizer(self.optimizer, self.model, None, self.group_of)

@@ -12,8 +12,17 @@ Untying layer ``i`` (its root changes from ``q != i`` to ``i``) gives it
 ``nn.Parameter(W_q.detach().clone())``: a real copy of its former source's current weights,
 with its own memory. The official code ties by assigning ``.data`` and freezing the copy:
 the tied layer's uses then send no gradient to the shared weights, and an untied layer stays
-aliased to its former source's storage. Here both uses train the one tensor (ALBERT's
-semantics, layershare's ``tied``) and ``.data`` is never touched.
+aliased to its former source's storage (so, after a later untie, two "independent" blocks
+share one storage, updated by two AdamW states). Here, with ``tie="shared"`` (default),
+both uses train the one tensor (ALBERT's semantics, layershare's ``tied``) and ``.data`` is
+never touched.
+
+``tie="frozen-copy"``: the official semantics without the aliasing: a tied layer still holds
+its root's ``nn.Parameter`` objects (so saving, counting and the optimizer see one tensor,
+exactly as with ``shared``), but a forward pre-hook swaps in ``p.detach()`` for the duration
+of the tied layer's forward: the layer computes with the root's *live* weights, its input
+still receives gradients, its weights none -- ``dL/dW_r`` is the root's own use only.
+Untying is the same real copy in both modes.
 
 Applying a state is idempotent (layers whose root does not change keep their objects), and
 only layers whose root changes are touched, so the optimizer keeps its state for every
@@ -38,6 +47,26 @@ from ..plan import SharingPlan
 from ..surgery import Stack, stack_specs
 
 _MARKS = ("layershare_config", "layershare_stacks_converted")
+TIES = ("shared", "frozen-copy")
+
+
+def _detach_during_forward(layer: nn.Module, holders) -> tuple:
+    """Hooks that make ``layer`` compute with detached copies of its parameters (same
+    storage, no gradient) and restore the shared objects afterwards (also after an error)."""
+    saved: list = []
+
+    def before(module, args):
+        saved[:] = [(m, slot, m._parameters[slot]) for _, m, slot in holders]
+        for m, slot, p in saved:
+            m._parameters[slot] = nn.Parameter(p.detach(), requires_grad=False)
+
+    def after(module, args, output):
+        for m, slot, p in saved:
+            m._parameters[slot] = p
+        saved.clear()
+
+    return (layer.register_forward_pre_hook(before),
+            layer.register_forward_hook(after, always_call=True))
 
 
 def check_state(state, num_layers: int) -> list[int]:
@@ -72,7 +101,11 @@ class TiedStack:
     """The layer stack at ``path`` of ``model`` (default: the architecture's only stack) and
     its current tying state."""
 
-    def __init__(self, model: nn.Module, path: str | None = None):
+    def __init__(self, model: nn.Module, path: str | None = None, tie: str = "shared"):
+        if tie not in TIES:
+            raise LayershareError(f"unknown tie mode {tie!r}; choose one of {', '.join(TIES)}")
+        self.tie = tie
+        self.hooks: dict[int, tuple] = {}  # frozen-copy: layer -> its two hook handles
         config = getattr(model, "layershare_config", None)
         if config is not None and config.method != "tied":
             raise LayershareError(f"dynamic layer tying needs a dense or tied model, this one is "
@@ -96,6 +129,7 @@ class TiedStack:
                 raise LayershareError(f"layer {i} of {self.path} differs in structure from "
                                       "layer 0: whole-block tying needs identical layers")
         self.state = self.read_state()
+        self._frozen_hooks()
         self.keep_marks = config is not None  # a loaded tied checkpoint: keep its marks current
 
     @property
@@ -138,14 +172,25 @@ class TiedStack:
                 if r != i:
                     module._parameters[slot] = self.param(r, k)
                 elif old[i] != i:  # untie: a real copy of the former source's current weights
-                    src = module._parameters[slot]
+                    src = module._parameters[slot]  # the former root's parameter
                     copy = nn.Parameter(src.detach().clone(), requires_grad=src.requires_grad)
                     module._parameters[slot] = copy
                     origins[copy] = src
         self.state = state
+        self._frozen_hooks()
         if self.keep_marks:
             attach(self.model, self)
         return origins
+
+    def _frozen_hooks(self) -> None:
+        """frozen-copy: tied layers (root != self) get the detach hooks, others lose them."""
+        want = set() if self.tie == "shared" else {i for i, r in enumerate(self.roots()) if r != i}
+        for i in list(self.hooks):
+            if i not in want:
+                for handle in self.hooks.pop(i):
+                    handle.remove()
+        for i in want - set(self.hooks):
+            self.hooks[i] = _detach_during_forward(self.layers[i], self.holders[i])
 
     def roots(self) -> list[int]:
         return roots(self.state)

@@ -77,6 +77,7 @@ class DLTPlugin:
             cut_log(log, resume["pending"])
         self.controller = DLTController(model, trainer.optimizer, trainer.cfg.dlt,
                                         log_path=log, resume=resume)
+        self.valid_batches: list[dict] | None = None  # reward_source valid: built on first use
 
     def after_step(self, step: int, total: int) -> dict | None:
         """``on_step`` after optimizer step ``step``. Not after the last one: its new action
@@ -87,16 +88,33 @@ class DLTPlugin:
 
     @torch.no_grad()
     def reward_loss(self, step: int) -> float:
-        """Mean loss on the first micro-batch of the next step's training batch, in eval mode
-        (no dropout): a batch the model has not been trained on yet, a pure function of
-        (seed, step) as every training batch, so a resumed run measures the same reward."""
+        """The loss the reward is computed from, in eval mode (no dropout).
+
+        ``reward_source: train``: the mean loss on the first micro-batch of the next step's
+        training batch: a batch the model has not been trained on yet, a pure function of
+        (seed, step) as every training batch, so a resumed run measures the same reward.
+        ``valid``: the mean of the losses on the same ``reward_batches`` validation
+        micro-batches (the first windows of the split) every time, so the difference between
+        two rewards is the model's change, not the batches'. (Model selection also reads the
+        validation split; the test split stays unseen.)"""
         t = self.trainer
-        batch = to_device(t.micro_batch(step, 0), t.device)
+        if t.cfg.dlt.reward_source == "valid":
+            if self.valid_batches is None:
+                n, size = t.cfg.dlt.reward_batches, t.micro
+                total = t.task.size("valid")
+                self.valid_batches = [t.task.batch("valid", [(b * size + j) % total
+                                                             for j in range(size)])
+                                      for b in range(n)]
+            batches = self.valid_batches
+        else:
+            batches = [t.micro_batch(step, 0)]
         was_training = t.model.training
         t.model.eval()
         try:
             with t.autocast():
-                return float(t.task.loss(t.model, batch, train=False))
+                losses = [float(t.task.loss(t.model, to_device(b, t.device), train=False))
+                          for b in batches]
+            return sum(losses) / len(losses)
         finally:
             t.model.train(was_training)
 

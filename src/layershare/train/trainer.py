@@ -43,6 +43,7 @@ from . import distributed, rundir
 from .config import RunConfig
 from .datasets import TOKENIZER, build_task
 from .dlt_plugin import DLTPlugin, refuse_ddp
+from .memory import closed_form_bytes, static_memory
 from .evaluate import split_metrics
 from .optim import autocast_for, make_optimizer, pick_device, share
 from .report import RESULTS, FinalWindow, MetricsLog, peak_memory, plot_losses, write_results
@@ -224,6 +225,8 @@ class Trainer:
                                               t.grad_clip if t.grad_clip > 0 else math.inf)
         self.grad_norm = float(norm)
         self.optimizer.step()
+        if self.step + 1 == t.steps:  # the paper's static memory, right after step()
+            self.static_mem = static_memory(self.model, self.optimizer, self.device)
         self.optimizer.zero_grad(set_to_none=True)
         return total, tokens * self.d.world
 
@@ -311,6 +314,7 @@ class Trainer:
             "train_tokens": self.tokens, "train_time_s": self.train_time,
             "train_tokens_per_s": self.tokens / max(self.train_time, 1e-9),
             "peak_mem_bytes": mem, "peak_mem_kind": mem_kind, "device": str(self.device),
+            **self._static_figures(model),
             **(self.window.figures if self.window is not None else {}),
             "world_size": self.d.world, "best_valid": self.best,
             "still_improving": bool(history) and self.best is not None
@@ -324,6 +328,17 @@ class Trainer:
         self.say(summary(results))
         return results
 
+
+    def _static_figures(self, test_model) -> dict:
+        """Static memory after the last ``optimizer.step()`` (measured, the paper's metric)
+        and the closed form of the model trained then and of the tested model
+        (:mod:`.memory`)."""
+        measured = getattr(self, "static_mem", None)
+        out = {"closed_form_mem_bytes": closed_form_bytes(self.model),
+               "test_model_closed_form_mem_bytes": closed_form_bytes(test_model)}
+        if measured is not None:  # not measured when a finished run is only re-tested
+            out.update(static_mem_bytes=measured[0], static_mem_kind=measured[1])
+        return out
 
     def _earlier_window(self) -> dict:
         """A re-run of a finished training measures no final window; keep the figures the
