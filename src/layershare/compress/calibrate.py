@@ -14,13 +14,56 @@ the two instead of accumulating the same product again.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor, nn
 
 CHUNK = 4096  # rows per float64 product
 
 
-class GramCollector:
+class _InputHooks:
+    """Forward pre-hooks on ``modules``, and the aliasing of modules that read one tensor."""
+
+    def __init__(self, modules: list[nn.Module]):
+        self.modules = list(modules)
+        self._alias: dict[int, int] = {}
+        self._last: tuple[Tensor, int] | None = None
+        self._handles = []
+
+    @contextmanager
+    def _hooked(self, hook):
+        self._handles = [module.register_forward_pre_hook(hook) for module in self.modules]
+        try:
+            yield self
+        finally:
+            for handle in self._handles:
+                handle.remove()
+            self._handles = []
+            self._last = None  # no activation kept alive after the block
+
+    def _linked(self, x: Tensor, key: int) -> bool:
+        """True when x is the very tensor the previous module saw: key becomes its alias."""
+        if self._last is not None and self._last[0] is x and self._last[1] != key:
+            self._alias.setdefault(key, self._alias.get(self._last[1], self._last[1]))
+            return True
+        self._last = (x, key)
+        return False
+
+    def _key(self, module: nn.Module) -> int:
+        return self._alias.get(id(module), id(module))
+
+
+def _accumulate(total: Tensor | None, left: Tensor, right: Tensor) -> Tensor:
+    """``total + left^T right`` in float64, from float32 products of CHUNK rows at a time."""
+    if total is None:
+        total = torch.zeros(left.shape[1], right.shape[1], dtype=torch.float64, device=left.device)
+    for start in range(0, left.shape[0], CHUNK):
+        total += (left[start:start + CHUNK].float().T @ right[start:start + CHUNK].float()).double()
+    return total
+
+
+class GramCollector(_InputHooks):
     """``with GramCollector(modules) as grams: model(...)`` then ``grams.gram(module)``.
 
     ``modules``: the ``nn.Linear`` / GPT-2 ``Conv1D`` modules whose inputs to collect;
@@ -28,87 +71,51 @@ class GramCollector:
     """
 
     def __init__(self, modules: list[nn.Module]):
-        self.modules = list(modules)
+        super().__init__(modules)
         self._gram: dict[int, Tensor] = {}
         self._rows: dict[int, int] = {}
-        self._alias: dict[int, int] = {}
-        self._last: tuple[Tensor, int] | None = None
-        self._handles = []
+        self._context = None
 
     def __enter__(self) -> "GramCollector":
-        for module in self.modules:
-            self._handles.append(module.register_forward_pre_hook(self._hook))
-        return self
+        self._context = self._hooked(self._hook)
+        return self._context.__enter__()
 
     def __exit__(self, *exc) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        self._last = None  # no activation kept alive after the block
+        self._context.__exit__(*exc)
 
     def _hook(self, module: nn.Module, args) -> None:
-        x = args[0]
         key = id(module)
-        if self._last is not None and self._last[0] is x and self._last[1] != key:
-            self._alias.setdefault(key, self._alias.get(self._last[1], self._last[1]))
+        if self._linked(args[0], key):
             return
-        self._last = (x, key)
         if key in self._alias:  # linked on an earlier call, input now differs: unlink
             raise RuntimeError("a module's input changed identity between calibration batches")
-        rows = x.detach().reshape(-1, x.shape[-1])
-        gram = self._gram.get(key)
-        if gram is None:
-            gram = self._gram[key] = torch.zeros(rows.shape[1], rows.shape[1], dtype=torch.float64,
-                                                 device=rows.device)
-        for start in range(0, rows.shape[0], CHUNK):
-            chunk = rows[start:start + CHUNK].float()
-            gram += (chunk.T @ chunk).double()
+        rows = args[0].detach().reshape(-1, args[0].shape[-1])
+        self._gram[key] = _accumulate(self._gram.get(key), rows, rows)
         self._rows[key] = self._rows.get(key, 0) + rows.shape[0]
 
     def gram(self, module: nn.Module) -> Tensor:
-        key = id(module)
-        key = self._alias.get(key, key)
-        if key not in self._gram:
+        if self._key(module) not in self._gram:
             raise KeyError(f"no calibration input reached {type(module).__name__}")
-        return self._gram[key]
+        return self._gram[self._key(module)]
 
     def tokens(self, module: nn.Module) -> int:
-        key = id(module)
-        return self._rows.get(self._alias.get(key, key), 0)
+        return self._rows.get(self._key(module), 0)
 
 
-class CrossGramCollector:
+class CrossGramCollector(_InputHooks):
     """``C = X^T X~`` for each module: ``X`` its input in the original model, ``X~`` its input in
     the compressed one, for the same tokens (compress/whiten.py ``original_target``).
 
     Per calibration batch: ``with cross.recording(): block(original batch)`` keeps each
     module's input, then ``with cross.pairing(): block(compressed batch)`` adds
-    ``X_b^T X~_b`` (float32 chunk products summed in float64, as ``GramCollector``) and drops
-    the kept inputs. Modules that read one tensor (q, k, v; gate, up) share one C.
+    ``X_b^T X~_b`` (as ``GramCollector`` sums) and drops the kept inputs. Modules that read one
+    tensor (q, k, v; gate, up) share one C.
     """
 
     def __init__(self, modules: list[nn.Module]):
-        self.modules = list(modules)
+        super().__init__(modules)
         self._kept: dict[int, Tensor] = {}
         self._cross: dict[int, Tensor] = {}
-        self._alias: dict[int, int] = {}
-        self._last: tuple[Tensor, int] | None = None
-        self._handles = []
-
-    def _hooked(self, hook):
-        collector = self
-
-        class _Hooks:
-            def __enter__(self):
-                for module in collector.modules:
-                    collector._handles.append(module.register_forward_pre_hook(hook))
-
-            def __exit__(self, *exc):
-                for handle in collector._handles:
-                    handle.remove()
-                collector._handles.clear()
-                collector._last = None
-        return _Hooks()
 
     def recording(self):
         return self._hooked(self._record)
@@ -116,38 +123,21 @@ class CrossGramCollector:
     def pairing(self):
         return self._hooked(self._pair)
 
-    def _shared(self, x: Tensor, key: int) -> bool:
-        """True when x is the tensor the previous module saw (an alias of that module)."""
-        if self._last is not None and self._last[0] is x and self._last[1] != key:
-            self._alias.setdefault(key, self._alias.get(self._last[1], self._last[1]))
-            return True
-        self._last = (x, key)
-        return False
-
     def _record(self, module: nn.Module, args) -> None:
-        if not self._shared(args[0], id(module)):
+        if not self._linked(args[0], id(module)):
             self._kept[id(module)] = args[0].detach().reshape(-1, args[0].shape[-1])
 
     def _pair(self, module: nn.Module, args) -> None:
         key = id(module)
-        if self._shared(args[0], key):
+        if self._linked(args[0], key):
             return
         kept = self._kept.pop(key, None)
-        if kept is None:
-            raise RuntimeError("pairing() saw a module that recording() did not")
         rows = args[0].detach().reshape(-1, args[0].shape[-1])
-        if rows.shape != kept.shape:
-            raise RuntimeError("original and compressed inputs differ in shape")
-        cross = self._cross.get(key)
-        if cross is None:
-            cross = self._cross[key] = torch.zeros(rows.shape[1], rows.shape[1],
-                                                   dtype=torch.float64, device=rows.device)
-        for start in range(0, rows.shape[0], CHUNK):
-            cross += (kept[start:start + CHUNK].float().T @ rows[start:start + CHUNK].float()).double()
+        if kept is None or kept.shape != rows.shape:
+            raise RuntimeError("pairing() needs the same modules and shapes as recording()")
+        self._cross[key] = _accumulate(self._cross.get(key), kept, rows)
 
     def cross(self, module: nn.Module) -> Tensor:
-        key = id(module)
-        key = self._alias.get(key, key)
-        if key not in self._cross:
+        if self._key(module) not in self._cross:
             raise KeyError(f"no paired calibration input reached {type(module).__name__}")
-        return self._cross[key]
+        return self._cross[self._key(module)]
