@@ -15,8 +15,9 @@ of one stack (every layer's ``c_attn``, say), all L merged weights at once:
                      diagonal costs L k element updates, folded into the same tensor)
     W_1 .. W_L = W.unbind(0)   (views; their backward is one ``stack``)
 
-Backward is autograd's, batched the same way: two ``bmm`` for A and B, one reduction over
-each group's K layers for S (the sum of its users' gradients), one diagonal read for d.
+Backward is batched the same way (a custom autograd function, :class:`_BatchedMerge`): two
+``bmm`` for A and B, one reduction over each group's K layers for S (the sum of its users'
+gradients), one diagonal read for d; each layer's gradient is a view of those.
 The maths is the per-layer merge's, reordered: outputs and gradients equal the per-layer
 path to fp32 round-off (tests/test_bank.py). Layers with different shapes, ranks or diagonal
 settings fall into separate banks (per-layer ``ranks``).
@@ -78,25 +79,73 @@ class Bank:
     def weights(self) -> tuple[Tensor, ...]:
         """The merged weights of ``self.modules``, in order (views of one L x m x n tensor)."""
         mods = self.modules
-        a = torch.stack([m.lora_a for m in mods])
-        b = torch.stack([m.lora_b for m in mods])
         shared = []
         for m in mods:
             if not shared or shared[-1] is not m.shared:
                 shared.append(m.shared)
+        diag = mods[0].diag is not None
+        tensors = [m.lora_a for m in mods] + [m.lora_b for m in mods]
+        tensors += ([m.diag for m in mods] if diag else []) + shared
+        w = _BatchedMerge.apply((len(mods), tuple(self.group_sizes), diag), *tensors)
+        return w.unbind(0)
+
+
+class _BatchedMerge(torch.autograd.Function):
+    """``W_l = S_g(l) + A_l B_l + diag(d_l)`` for all l at once, forward and backward.
+
+    A function of its own rather than autograd over stack/bmm/add_ because autograd would
+    add, per bank and step, the backward of the in-place diagonal update (a clone of the
+    L x m x n gradient and two copies) and of each ``stack`` (one select per layer); here the
+    backward is two ``bmm`` (A, B), one reduction (S) and a diagonal read (d), and every
+    layer's gradient is a view of those batched tensors. Not twice differentiable.
+    """
+
+    @staticmethod
+    def forward(ctx, layout, *tensors):
+        n, sizes, diag = layout
+        a, b = torch.stack(tensors[:n]), torch.stack(tensors[n:2 * n])
+        d = torch.stack(tensors[2 * n:3 * n]) if diag else None
+        shared = tensors[(3 if diag else 2) * n:]
         if len(shared) == 1:
             w = torch.baddbmm(shared[0], a, b)  # S broadcast over the L layers
-        elif len(set(self.group_sizes)) == 1:
-            k = self.group_sizes[0]
+        elif len(set(sizes)) == 1:  # G groups of K: S added as a (G x 1 x m x n) broadcast
             w = torch.bmm(a, b)
-            w4 = w.view(len(shared), k, *w.shape[1:])
-            w4.add_(torch.stack(shared).unsqueeze(1))  # each group's S onto its K layers
-        else:  # groups of unequal size: S repeated per layer, one baddbmm
-            w = torch.baddbmm(torch.stack([m.shared for m in mods]), a, b)
-        if mods[0].diag is not None:
-            d = torch.stack([m.diag for m in mods])
+            w.view(len(shared), sizes[0], *w.shape[1:]).add_(torch.stack(shared).unsqueeze(1))
+        else:  # groups of unequal size: contiguous blocks of the bank, one add each
+            w = torch.bmm(a, b)
+            for block, s in zip(w.split(list(sizes)), shared):
+                block.add_(s)
+        if d is not None:
             w.diagonal(dim1=-2, dim2=-1).add_(d)
-        return w.unbind(0)
+        ctx.layout = layout
+        ctx.save_for_backward(a, b)
+        return w
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        n, sizes, diag = ctx.layout
+        a, b = ctx.saved_tensors
+        need = ctx.needs_input_grad[1:]
+        out: list[Tensor | None] = [None] * len(need)
+        if any(need[:n]):
+            out[:n] = torch.bmm(grad, b.transpose(1, 2)).unbind(0)
+        if any(need[n:2 * n]):
+            out[n:2 * n] = torch.bmm(a.transpose(1, 2), grad).unbind(0)
+        first = 2 * n
+        if diag:
+            if any(need[first:first + n]):
+                # contiguous once: AccumulateGrad would copy each strided view
+                out[first:first + n] = grad.diagonal(dim1=-2, dim2=-1).contiguous().unbind(0)
+            first += n
+        if any(need[first:]):
+            if len(sizes) == 1:
+                out[first:] = [grad.sum(0)]
+            elif len(set(sizes)) == 1:
+                out[first:] = grad.view(len(sizes), sizes[0], *grad.shape[1:]).sum(1).unbind(0)
+            else:
+                out[first:] = [block.sum(0) for block in grad.split(list(sizes))]
+        return (None, *out)
 
 
 class Banks:
