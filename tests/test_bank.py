@@ -173,3 +173,29 @@ def test_fused_attention_projection_is_banked():
     plain = grads()
     for a, b in zip(batched, plain):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_training_uses_the_bank_and_equals_eager(monkeypatch):
+    """Under torch.compile the root hooks are traced: the per-layer merge is never called
+    (it would raise here) and the gradients equal the eager per-layer path's."""
+    model = _residual()
+    model.config.use_cache = False
+    x = torch.randint(VOCAB, (2, 8), generator=torch.Generator().manual_seed(4))
+    bank.set_batched(model, False)
+    _, plain = _grads(model, x)
+    bank.set_batched(model, True)
+
+    def no_merge(self):
+        raise AssertionError("per-layer merge called in a batched training step")
+
+    monkeypatch.setattr(ResidualLinear, "merged_weight", no_merge)
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend="aot_eager")
+    model.train()
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(0)
+    compiled(input_ids=x, labels=x).loss.backward()
+    for name, p in model.named_parameters():
+        if name in plain:
+            torch.testing.assert_close(p.grad, plain[name], rtol=1e-5, atol=1e-5, msg=name)
+    torch._dynamo.reset()

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -165,7 +166,9 @@ def consolidate(checkpoint: str | os.PathLike, out: str | os.PathLike,
     model = _rebuild(structure, read_meta(structure), None)
     state = {"model": model.state_dict()}
     try:
-        dcp.load(state, checkpoint_id=str(sharded), no_dist=True)
+        with warnings.catch_warnings():  # "assuming the intent is to load in a single process"
+            warnings.simplefilter("ignore", UserWarning)
+            dcp.load(state, checkpoint_id=str(sharded), no_dist=True)
     except Exception as exc:  # noqa: BLE001
         raise LayershareError(f"{sharded}: cannot be read "
                               f"({str(exc).splitlines()[0][:200]})") from None
