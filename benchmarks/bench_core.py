@@ -61,6 +61,10 @@ PRESETS = {
     "full": dict(layers=12, d=768, heads=12, ffn=3072, vocab=32768, batch=16, seq=1024,
                  infer_batch=64, infer_seq=512, residual_rank=64, lowrank_rank=192,
                  warmup=5, steps=10, rounds=5, infer_reps=5),
+    # for checking the scripts on a CPU in seconds (figures meaningless)
+    "tiny": dict(layers=3, d=64, heads=2, ffn=256, vocab=512, batch=2, seq=32, infer_batch=2,
+                 infer_seq=32, residual_rank=8, lowrank_rank=16, warmup=1, steps=1, rounds=2,
+                 infer_reps=1),
     "small": dict(layers=6, d=256, heads=4, ffn=1024, vocab=8192, batch=8, seq=128,
                   infer_batch=8, infer_seq=128, residual_rank=21, lowrank_rank=64,
                   warmup=2, steps=2, rounds=7, infer_reps=3),
@@ -276,6 +280,7 @@ def main():
                     "shared machine more threads are slower and far noisier)")
     ap.add_argument("--steps", type=int, help="timed training steps per round")
     ap.add_argument("--rounds", type=int, help="interleaved rounds")
+    ap.add_argument("--out", type=Path, default=HERE / "results", help="results directory")
     ap.add_argument("--mem-child", choices=VARIANTS, help=argparse.SUPPRESS)
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -327,8 +332,8 @@ def main():
                 preset=p, steps=steps, rounds=rounds)
     text = render(meta, rows)
     print("\n" + text)
-    out_dir = HERE / "results"
-    out_dir.mkdir(exist_ok=True)
+    out_dir = args.out
+    out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"core-{device.type}-{size}" + ("-compile" if args.compile else "") + (
         f"-{args.mode}" if args.compile and args.mode else "")
     write_atomic(out_dir / f"{stem}.md", text)
