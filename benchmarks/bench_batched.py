@@ -44,7 +44,7 @@ VIEWS = {"aten::view", "aten::_unsafe_view", "aten::t", "aten::transpose", "aten
          "aten::squeeze", "aten::permute", "aten::alias", "aten::detach", "aten::as_strided",
          "aten::diagonal", "aten::split", "aten::chunk", "aten::narrow", "aten::numpy_T",
          "aten::empty", "aten::empty_strided", "aten::lift_fresh", "aten::view_as",
-         "aten::contiguous", "aten::result_type", "aten::is_nonzero", "aten::item",
+         "aten::result_type", "aten::is_nonzero", "aten::item",
          "aten::_local_scalar_dense", "aten::detach_", "aten::resolve_conj", "aten::resolve_neg",
          "aten::set_", "aten::flatten", "aten::expand_as", "aten::resize_", "aten::_reshape_alias"}
 

@@ -8,9 +8,9 @@ per compiled GPT-2 step, for +4.7% kernel time). A *weight bank* builds, for one
 of one stack (every layer's ``c_attn``, say), all L merged weights at once:
 
     A = stack(A_l)  (L x m x r),  B = stack(B_l)  (L x r x n),  D = stack(d_l)  (L x k)
-    W = A @ B + S   (one ``baddbmm`` when the stack has one group: S broadcast over the
-                     batch; otherwise one ``bmm`` with the groups' S added in place as a
-                     (G x 1 x m x n) broadcast -- layers are ordered by group in the bank)
+    W = S + A @ B   (one ``baddbmm``: with one group S is broadcast over the batch, with G
+                     groups the input is the layers' S stacked, one copy -- layers are
+                     ordered by group in the bank)
     diag(W_l) += d_l  for all l at once (one in-place add on the batched diagonal: the
                      diagonal costs L k element updates, folded into the same tensor)
     W_1 .. W_L = W.unbind(0)   (views; their backward is one ``stack``)
@@ -108,13 +108,10 @@ class _BatchedMerge(torch.autograd.Function):
         shared = tensors[(3 if diag else 2) * n:]
         if len(shared) == 1:
             w = torch.baddbmm(shared[0], a, b)  # S broadcast over the L layers
-        elif len(set(sizes)) == 1:  # G groups of K: S added as a (G x 1 x m x n) broadcast
-            w = torch.bmm(a, b)
-            w.view(len(shared), sizes[0], *w.shape[1:]).add_(torch.stack(shared).unsqueeze(1))
-        else:  # groups of unequal size: contiguous blocks of the bank, one add each
-            w = torch.bmm(a, b)
-            for block, s in zip(w.split(list(sizes)), shared):
-                block.add_(s)
+        else:  # each layer's S in place (one copy), then one baddbmm: the same memory
+            # traffic as bmm + a broadcast add of the G tensors, one launch fewer
+            rows = [s for s, k in zip(shared, sizes) for _ in range(k)]
+            w = torch.baddbmm(torch.stack(rows), a, b)
         if d is not None:
             w.diagonal(dim1=-2, dim2=-1).add_(d)
         ctx.layout = layout
@@ -136,7 +133,7 @@ class _BatchedMerge(torch.autograd.Function):
         if diag:
             if any(need[first:first + n]):
                 # contiguous once: AccumulateGrad would copy each strided view
-                out[first:first + n] = grad.diagonal(dim1=-2, dim2=-1).contiguous().unbind(0)
+                out[first:first + n] = torch.diagonal_copy(grad, dim1=-2, dim2=-1).unbind(0)
             first += n
         if any(need[first:]):
             if len(sizes) == 1:
