@@ -28,7 +28,15 @@ run, ``model/``: the compact checkpoint (``layershare.load``), from the full sta
 gathered on rank 0, which also evaluates and keeps ``best``. :func:`consolidate` (CLI:
 ``layershare consolidate RUN/checkpoints/last OUT``) rebuilds the compact checkpoint from
 ``sharded/`` alone and the structure files (``layershare.json``, ``config.json``) -- DCP
-reads a checkpoint written by N ranks in one process, resharding as it reads.
+reads a checkpoint written by N ranks in one process, resharding as it reads. All ranks
+write into the run directory, so several machines need a shared filesystem (as for a DDP
+resume, where every rank reads ``model/``).
+
+Limits: the ranks must build identical initial weights (they do: one seed; FSDP2, unlike
+DDP, does not broadcast rank 0's); rank 0 holds a full replica for evaluation and compact
+checkpoints (fine for models that fit one device, which is what these runs train; a model
+that does not fit one device would need sharded evaluation). FSDP2 runs on CPU with gloo in
+torch 2.13 (the tests: 2 processes).
 """
 
 from __future__ import annotations
