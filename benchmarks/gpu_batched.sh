@@ -17,7 +17,9 @@ OUT=${OUT:-benchmarks/results}
 V="dense residual batched"
 ROUNDS=()
 [ "$SIZE" = tiny ] && ROUNDS=(--rounds 1 --steps 1)
-step() { echo "== $*" >&2; "$@"; }
+FAILED=()
+# one failing step (e.g. CUDA graphs refusing a model) must not cost the others' figures
+step() { echo "== $*" >&2; "$@" || { echo "== FAILED: $*" >&2; FAILED+=("$*"); }; }
 
 step $PY benchmarks/bench_core.py --size "$SIZE" --device "$DEVICE" --variants $V --out "$OUT" "${ROUNDS[@]}"
 if [ "$DEVICE" = cuda ]; then  # (a CPU check skips compiling: minutes of C++ builds here)
@@ -37,3 +39,4 @@ else
 fi
 step env OMP_NUM_THREADS=1 $PY -m torch.distributed.run --standalone --nproc_per_node="$N" \
   benchmarks/bench_fsdp.py --size "$SIZE" --out "$OUT" "${ROUNDS[@]}"
+if [ ${#FAILED[@]} -gt 0 ]; then printf 'failed: %s\n' "${FAILED[@]}" >&2; exit 1; fi
