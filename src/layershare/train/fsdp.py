@@ -146,15 +146,19 @@ def load_sharded(directory: Path, model: nn.Module, optimizer) -> None:
                    optim_state_dict=state["optim"])
 
 
-def stage_dir(out: Path, step: int) -> Path:
-    """Where the ranks write ``sharded/`` before rank 0 moves it into the new checkpoint
-    (a dot name: ``state.recover`` deletes a half-written one after a kill)."""
-    return Path(out) / "checkpoints" / f".sharded-{step}"
+def stage_shards(out: Path, step: int, model: nn.Module, optimizer, d) -> Path:
+    """Every rank writes its shards to ``OUT/checkpoints/.sharded-STEP`` (collective), which
+    ``state.save_checkpoint`` then moves into the new checkpoint as ``sharded/``. A dot
+    name: ``state.recover`` deletes a half-written one after a kill."""
+    from .distributed import barrier
 
-
-def clear_stage(path: Path) -> None:
-    if path.exists():
-        shutil.rmtree(path)
+    stage = Path(out) / "checkpoints" / f".sharded-{step}"
+    if d.main and stage.exists():
+        shutil.rmtree(stage)
+    barrier(d)
+    save_sharded(stage, model, optimizer)
+    barrier(d)
+    return stage
 
 
 def consolidate(checkpoint: str | os.PathLike, out: str | os.PathLike,

@@ -272,14 +272,9 @@ class Trainer:
         info = {"step": self.step, "best": self.best, "history": self.history,
                 "tokens": self.tokens, "train_time": self.train_time, "converted": self.converted}
         extra = {"dlt": self.dlt.state_dict()} if self.dlt is not None else None
-        stage = None
-        if self.fsdp:  # every rank writes its shards, rank 0 moves them into the checkpoint
-            stage = fsdp.stage_dir(self.out, self.step)
-            if self.d.main:
-                fsdp.clear_stage(stage)
-            distributed.barrier(self.d)
-            fsdp.save_sharded(stage, self.model, self.optimizer)
-            distributed.barrier(self.d)
+        # FSDP: every rank writes its shards, rank 0 moves them into the checkpoint
+        stage = fsdp.stage_shards(self.out, self.step, self.model, self.optimizer, self.d) \
+            if self.fsdp else None
         save_checkpoint(self.out, "last", self.plain, info, self.d, self.optimizer, extra,
                         sharded=stage)
 
