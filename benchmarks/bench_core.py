@@ -2,7 +2,9 @@
 
 Variants (same GPT2LMHeadModel, sdpa attention, dropout 0, same seed before conversion):
 ``dense``; ``residual`` (ResidualTransformer: K=3, r=64, diagonal on every matrix,
-init="scratch"); ``lowrank`` (LightFormer-style: K=1, r=192); ``tied`` (ALBERT-style, K=2).
+init="scratch"; each layer merges its own weight, as before layershare.bank); ``batched`` (the
+same model with batched merges, layershare.bank: one merge per matrix type of the stack);
+``lowrank`` (LightFormer-style: K=1, r=192); ``tied`` (ALBERT-style, K=2).
 Ranks are for the full size; the small preset keeps r/d (64/768, 192/768).
 
 Training step = forward + causal-LM loss + backward + AdamW step (fused on CUDA); bf16
@@ -53,16 +55,21 @@ import transformers  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
 import layershare  # noqa: E402
+from layershare.bank import set_batched  # noqa: E402
 
 PRESETS = {
     "full": dict(layers=12, d=768, heads=12, ffn=3072, vocab=32768, batch=16, seq=1024,
                  infer_batch=64, infer_seq=512, residual_rank=64, lowrank_rank=192,
                  warmup=5, steps=10, rounds=5, infer_reps=5),
+    # for checking the scripts on a CPU in seconds (figures meaningless)
+    "tiny": dict(layers=3, d=64, heads=2, ffn=256, vocab=512, batch=2, seq=32, infer_batch=2,
+                 infer_seq=32, residual_rank=8, lowrank_rank=16, warmup=1, steps=1, rounds=2,
+                 infer_reps=1),
     "small": dict(layers=6, d=256, heads=4, ffn=1024, vocab=8192, batch=8, seq=128,
                   infer_batch=8, infer_seq=128, residual_rank=21, lowrank_rank=64,
                   warmup=2, steps=2, rounds=7, infer_reps=3),
 }
-VARIANTS = ("dense", "residual", "lowrank", "tied")
+VARIANTS = ("dense", "residual", "batched", "lowrank", "tied")
 
 
 def build(variant: str, p: dict, device: torch.device) -> torch.nn.Module:
@@ -72,9 +79,10 @@ def build(variant: str, p: dict, device: torch.device) -> torch.nn.Module:
                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0,
                         eos_token_id=0, use_cache=False, attn_implementation="sdpa")
     model = GPT2LMHeadModel(config)
-    if variant == "residual":
+    if variant in ("residual", "batched"):
         layershare.convert(model, "residual", group_size=3, rank=p["residual_rank"],
                            strategy="sequence", init="scratch", diag=True)
+        set_batched(model, variant == "batched")  # convert turns batching on
     elif variant == "lowrank":
         layershare.convert(model, "lowrank", group_size=1, rank=p["lowrank_rank"])
     elif variant == "tied":
@@ -85,11 +93,11 @@ def build(variant: str, p: dict, device: torch.device) -> torch.nn.Module:
 class Runner:
     """One variant: its model (maybe compiled), optimizer and fixed random batches."""
 
-    def __init__(self, variant, p, device, compile_):
+    def __init__(self, variant, p, device, compile_, mode=None):
         self.name, self.device = variant, device
         self.model = build(variant, p, device)
         self.counts = layershare.count(self.model)
-        self.fn = torch.compile(self.model) if compile_ else self.model
+        self.fn = torch.compile(self.model, mode=mode) if compile_ else self.model
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4,
                                      fused=device.type == "cuda")
         g = torch.Generator().manual_seed(1)
@@ -158,9 +166,9 @@ def status_mib(field: str) -> float:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def mem_child(variant, p, device, compile_):
+def mem_child(variant, p, device, compile_, mode=None):
     """Hidden entry point: build one variant, train a few steps, print memory as JSON."""
-    r = Runner(variant, p, device, compile_)
+    r = Runner(variant, p, device, compile_, mode)
     gc.collect()
     out = {"build_peak_rss_mib": status_mib("VmHWM"), "rss_before_train_mib": status_mib("VmRSS")}
     try:  # "5" resets the peak RSS (VmHWM) to the current RSS (Linux >= 4.0)
@@ -190,7 +198,8 @@ def cuda_memory(r: Runner) -> dict:
 
 def cpu_memory(variant, args, size) -> dict:
     cmd = [sys.executable, __file__, "--size", size, "--device", args.device, "--threads",
-           str(args.threads), "--mem-child", variant] + (["--compile"] if args.compile else [])
+           str(args.threads), "--mem-child", variant] + (["--compile"] if args.compile else []) + (
+        ["--mode", args.mode] if args.mode else [])
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -246,10 +255,9 @@ def render(meta, rows) -> str:
     else:
         lines.append("- memory: CUDA allocator peak of one training step above what was "
                      "allocated before it, + the variant's parameters and AdamW state.")
-    res = next((r for r in rows if r["variant"] == "residual"), None)
-    if res is not None:
+    for res in [r for r in rows if r["variant"] in ("residual", "batched")]:
         lines.append(f"- targets{'' if not cpu else ' (set for GPU; informative here)'}: "
-                     f"residual train >= 0.97x dense: {res['train_ratio']:.3f} "
+                     f"{res['variant']} train >= 0.97x dense: {res['train_ratio']:.3f} "
                      f"({'met' if res['train_ratio'] >= 0.97 else 'NOT met'}); inference "
                      f"equal to dense: latency ratio {res['infer_ratio']:.3f}.")
     return "\n".join(lines) + "\n"
@@ -265,12 +273,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", choices=PRESETS, help="preset (default: full on CUDA, else small)")
     ap.add_argument("--compile", action="store_true", help="torch.compile every variant")
+    ap.add_argument("--mode", help="torch.compile mode, e.g. reduce-overhead (CUDA graphs)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: on a "
                     "shared machine more threads are slower and far noisier)")
     ap.add_argument("--steps", type=int, help="timed training steps per round")
     ap.add_argument("--rounds", type=int, help="interleaved rounds")
+    ap.add_argument("--out", type=Path, default=HERE / "results", help="results directory")
     ap.add_argument("--mem-child", choices=VARIANTS, help=argparse.SUPPRESS)
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -281,12 +291,12 @@ def main():
     p["warmup"] += 2 if args.compile else 0  # the first calls compile
     steps, rounds = args.steps or p["steps"], args.rounds or p["rounds"]
     if args.mem_child:
-        return mem_child(args.mem_child, p, device, args.compile)
+        return mem_child(args.mem_child, p, device, args.compile, args.mode)
 
     load_start = os.getloadavg()[0]
     variants = ["dense"] + [v for v in args.variants if v != "dense"]
     print(f"building {', '.join(variants)} ({size}, {device_name(device)})", flush=True)
-    runners = [Runner(v, p, device, args.compile) for v in variants]
+    runners = [Runner(v, p, device, args.compile, args.mode) for v in variants]
     print("warm-up", flush=True)
     for r in runners:
         for _ in range(p["warmup"]):
@@ -316,14 +326,16 @@ def main():
                 date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 device=device_name(device), device_type=device.type, size=size,
                 torch=torch.__version__, transformers=transformers.__version__,
-                load=(load_start, os.getloadavg()[0]), compile=args.compile,
+                load=(load_start, os.getloadavg()[0]),
+                compile=f"{args.compile} (mode {args.mode})" if args.mode else args.compile,
                 dtype="bf16 autocast" if device.type == "cuda" else "fp32",
                 preset=p, steps=steps, rounds=rounds)
     text = render(meta, rows)
     print("\n" + text)
-    out_dir = HERE / "results"
-    out_dir.mkdir(exist_ok=True)
-    stem = f"core-{device.type}-{size}" + ("-compile" if args.compile else "")
+    out_dir = args.out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"core-{device.type}-{size}" + ("-compile" if args.compile else "") + (
+        f"-{args.mode}" if args.compile and args.mode else "")
     write_atomic(out_dir / f"{stem}.md", text)
     write_atomic(out_dir / f"{stem}.json", json.dumps(dict(meta=meta, rows=rows), indent=2) + "\n")
     print(f"wrote {out_dir / stem}.md and .json")

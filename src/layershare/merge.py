@@ -11,6 +11,7 @@ import copy
 
 from torch import nn
 
+from .bank import detach as detach_banks
 from .lowrank import LowRankLinear
 from .residual import ResidualLinear
 from .slots import dense_module, restore_in_proj
@@ -22,6 +23,7 @@ def merge(model: nn.Module, inplace: bool = False) -> nn.Module:
     if not stacks:
         return model if inplace else copy.deepcopy(model)
     model = model if inplace else copy.deepcopy(model)
+    detach_banks(model)
     for stack in stacks:
         seen: set[int] = set()
         for layer in stack.layers(model):

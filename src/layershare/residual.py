@@ -90,6 +90,7 @@ class ResidualLinear(nn.Module):
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
         self.cache_merged = False  # opt-in: set_cache_merged(model, True)
         self._cache: tuple[tuple, Tensor] | None = None
+        self._banked: Tensor | None = None  # this step's weight from a bank (bank.py)
 
     @torch.no_grad()
     def fit(self, weight: Tensor) -> "ResidualLinear":
@@ -158,12 +159,16 @@ class ResidualLinear(nn.Module):
     def weight(self) -> Tensor:
         """The merged weight, for code that reads ``module.weight`` (dtype checks, MHA).
 
-        Built afresh on every read unless the opt-in cache is on: read ``shared`` for the
-        dtype or device instead.
+        Built afresh on every read unless the opt-in cache is on or a weight bank merged it
+        for this forward (:mod:`layershare.bank`): read ``shared`` for the dtype or device.
         """
-        return self.merged_weight()
+        banked = getattr(self, "_banked", None)
+        return self.merged_weight() if banked is None else banked
 
     def forward(self, x: Tensor) -> Tensor:
+        banked = getattr(self, "_banked", None)
+        if banked is not None:  # training: merged with its stack's layers (bank.py)
+            return F.linear(x, banked, self.bias)
         tokens = x.numel() // self.in_features
         if self.uses_merged(tokens):
             return F.linear(x, self.merged_weight(), self.bias)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .arch import KINDS, StackSpec, default_stacks, explicit_stack, find_stack
+from .bank import attach as attach_banks
 from .config import ShareConfig
 from .errors import LayershareError
 from .lowrank import LowRankLinear
@@ -141,6 +142,8 @@ def convert_groups(model: nn.Module, config: ShareConfig, stack: Stack, groups,
 def mark_converted(model: nn.Module, config: ShareConfig, stacks: list[Stack]) -> None:
     model.layershare_config = config
     model.layershare_stacks_converted = tuple(stacks)
+    if config.method == "residual":  # batched merges in training (bank.py)
+        attach_banks(model)
 
 
 def _share_matrix(config: ShareConfig, stack: Stack, name: str, layers: nn.ModuleList,

@@ -3,6 +3,7 @@
     layershare train --config configs/lm-brown-residual.yaml [--set train.steps=200] --out runs/res
     torchrun --nproc_per_node=2 -m layershare train --config ... --out ...
     layershare translate runs/mt < de.txt > en.txt
+    layershare consolidate runs/res/checkpoints/last --out ckpt   # an FSDP run's shards
 
 ``add_commands(subparsers)`` adds them; every parser sets ``func``.
 """
@@ -29,6 +30,13 @@ def add_commands(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("consolidate", help="an FSDP run's sharded checkpoint (train.parallel="
+                       "fsdp) as one compact checkpoint (layershare.load)")
+    p.add_argument("checkpoint", type=Path, help="RUN/checkpoints/last of an FSDP run")
+    p.add_argument("--out", type=out_arg, required=True, help="checkpoint directory to write")
+    p.add_argument("--overwrite", action="store_true", help="replace another layershare output")
+    p.set_defaults(func=cmd_consolidate)
+
     p = sub.add_parser("translate", help="translate stdin (one sentence a line) to stdout")
     p.add_argument("dir", type=Path, help="a translation run directory")
     p.add_argument("--beam", type=int, default=None, help="beam size (default: the run's)")
@@ -46,6 +54,12 @@ def cmd_train(args) -> None:
         raise LayershareError("train: --out DIR is required")
     cfg = load_config(args.config, args.overrides)
     train(cfg, args.out, progress=not args.quiet, overwrite=args.overwrite)
+
+
+def cmd_consolidate(args) -> None:
+    from ..train.fsdp import consolidate
+
+    print(consolidate(args.checkpoint, args.out, overwrite=args.overwrite))
 
 
 def _tokenizer(directory: Path):

@@ -96,6 +96,9 @@ class TrainConfig:
     seed: int = _f(0, "seed of initialisation, dropout and data order")
     device: str = _f("auto", "auto | cpu | cuda")
     precision: str = _f("auto", "auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16")
+    parallel: str = _f("ddp", "under torchrun: ddp (each rank a full replica) | fsdp (FSDP2: "
+                              "parameters, gradients and AdamW state sharded; each group of "
+                              "layers sharing tensors is one unit; sharded checkpoints)")
 
 
 @dataclass
@@ -230,6 +233,11 @@ def check(cfg: RunConfig) -> RunConfig:
     _check_model_and_dlt(cfg)
     if t.precision not in ("auto", "fp32", "bf16") or t.device not in ("auto", "cpu", "cuda"):
         raise LayershareError("train.precision: auto|fp32|bf16; train.device: auto|cpu|cuda")
+    if t.parallel not in ("ddp", "fsdp"):
+        raise LayershareError(f"train.parallel: ddp | fsdp, got {t.parallel!r}")
+    if t.parallel == "fsdp" and cfg.share.transfer_at_step:
+        raise LayershareError("train.parallel=fsdp: share.transfer_at_step > 0 (convert a "
+                              "trained dense model) is not supported; use ddp")
     own = cfg.data.name in ("text", "parallel", "classes")
     given = [s for s in ("train", "valid", "test") if getattr(cfg.data, s) is not None]
     if own and len(given) != 3:

@@ -49,12 +49,15 @@ def checkpoint_dir(out: Path, tag: str) -> Path:
 
 
 def save_checkpoint(out: Path, tag: str, model, info: dict, d: Dist, optimizer=None,
-                    extra: dict | None = None) -> None:
+                    extra: dict | None = None, sharded: Path | None = None) -> None:
     """Write ``checkpoints/TAG`` (collective under DDP: every rank calls it; rank 0 writes).
 
     With an ``optimizer`` (the ``last`` checkpoint) the optimizer and the RNG state of every
     rank are saved too, which is what makes a resumed run identical to an unbroken one;
     ``extra`` (tensors and plain containers, e.g. the DLT agent's state) goes beside them.
+    ``sharded``: an FSDP run's model and optimizer shards, written by every rank to that
+    directory (``train.fsdp.save_sharded``), moved in as ``sharded/``; ``state.pt`` then
+    holds the RNG states and ``extra`` only (the optimizer state is in the shards).
     """
     rngs = [rng_state()]
     if optimizer is not None and d.active:
@@ -63,9 +66,11 @@ def save_checkpoint(out: Path, tag: str, model, info: dict, d: Dist, optimizer=N
     if d.main:
         def write(tmp: Path):
             save(model, tmp / "model")
+            if sharded is not None:
+                Path(sharded).rename(tmp / "sharded")
             if optimizer is not None:
-                torch_save({"optimizer": optimizer.state_dict(), "rng": rngs, **(extra or {})},
-                           tmp / "state.pt")
+                opt = {} if sharded is not None else optimizer.state_dict()
+                torch_save({"optimizer": opt, "rng": rngs, **(extra or {})}, tmp / "state.pt")
             (tmp / "info.json").write_text(json.dumps(info, indent=2) + "\n")
 
         atomic_directory(checkpoint_dir(out, tag), write)

@@ -24,6 +24,7 @@ state rides in the ``last`` checkpoint.
 
 from __future__ import annotations
 
+import copy
 import gc
 import json
 import math
@@ -39,7 +40,7 @@ from tqdm import tqdm
 from .. import count, save
 from ..errors import LayershareError
 from ..outputs import check_out, lock_directory
-from . import distributed, rundir
+from . import distributed, fsdp, rundir
 from .config import RunConfig
 from .datasets import TOKENIZER, build_task
 from .dlt_plugin import DLTPlugin, refuse_ddp
@@ -86,6 +87,8 @@ class Trainer:
         if self.d.active and self.device.type == "cuda":
             self.device = torch.device("cuda", self.d.local_rank)
         self.autocast = autocast_for(cfg, self.device)
+        self.fsdp = cfg.train.parallel == "fsdp" and self.d.active
+        self.replica: nn.Module | None = None  # FSDP: rank 0's full copy (eval, compact saves)
 
     def say(self, text: str) -> None:
         if self.d.main and self.progress:
@@ -153,7 +156,11 @@ class Trainer:
             torch.manual_seed(cfg.train.seed + 1 + self.d.rank)  # dropout differs per rank
         else:
             state = load_training_state(self.out, self.device, self.d.rank)
-            self.optimizer.load_state_dict(state["optimizer"])
+            if self.fsdp:  # model and AdamW shards, each rank its own
+                fsdp.load_sharded(self.out / "checkpoints" / "last" / fsdp.SHARDED,
+                                  self.model, self.optimizer)
+            else:
+                self.optimizer.load_state_dict(state["optimizer"])
             set_rng_state(state["rng"])
             extra = state["extra"]
         if cfg.share.method == "dlt":
@@ -161,9 +168,12 @@ class Trainer:
 
     def _wrap(self) -> None:
         self.release_engine()  # LightFormer re-wraps after the transfer
+        if self.fsdp:  # every rank built the same weights (same seed, or the same checkpoint)
+            self.replica = copy.deepcopy(self.model) if self.d.main else None
+            fsdp.shard(self.model, bf16=self.autocast is not nullcontext)
         self.optimizer = make_optimizer(self.model, self.cfg, self.device)
         self.engine = LossModule(self.model, self.task)
-        if self.d.active:
+        if self.d.active and not self.fsdp:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.engine = DistributedDataParallel(self.engine, device_ids=ids)
 
@@ -212,7 +222,10 @@ class Trainer:
         for m in range(t.grad_accum):
             batch = to_device(self.micro_batch(self.step, m), self.device)
             last = m == t.grad_accum - 1
-            sync = nullcontext() if last or not self.d.active else self.engine.no_sync()
+            if self.fsdp:  # reduce-scatter on the last micro-batch only
+                self.model.set_requires_gradient_sync(last)
+            sync = (nullcontext() if last or not self.d.active or self.fsdp
+                    else self.engine.no_sync())
             with sync:
                 with self.autocast():
                     loss = self.engine(batch) / t.grad_accum
@@ -223,26 +236,38 @@ class Trainer:
         # which AdamW's update and clipping would hide); max_norm=inf measures, clips nothing
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
                                               t.grad_clip if t.grad_clip > 0 else math.inf)
-        self.grad_norm = float(norm)
+        self.grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
         self.optimizer.step()
         if self.step + 1 == t.steps:  # the paper's static memory, right after step()
             self.static_mem = static_memory(self.model, self.optimizer, self.device)
         self.optimizer.zero_grad(set_to_none=True)
         return total, tokens * self.d.world
 
+    @property
+    def plain(self) -> nn.Module:
+        """The model as one process sees it: FSDP's rank-0 replica, else the model."""
+        return self.replica if self.fsdp else self.model
+
+    def sync_replica(self) -> None:
+        """FSDP: gather the full weights into rank 0's replica (collective: every rank)."""
+        if self.fsdp:
+            state = fsdp.full_state(self.model)
+            if self.d.main:
+                self.replica.load_state_dict(state)
+
     def evaluate(self, log: MetricsLog) -> None:
         """Rank 0: valid figures; a better one becomes ``checkpoints/best``."""
         if not self.d.main:
             return
         cls = self.task.kind == "classification"
-        fig = self.task.evaluate(self.model, "valid", self.device, self.autocast,
+        fig = self.task.evaluate(self.plain, "valid", self.device, self.autocast,
                                  self.cfg.train.eval_batches)
         value = fig["acc"] if cls else fig["loss"]
         log.log(self.step, "valid", **{k: v for k, v in fig.items() if k != "targets"})
         self.history.append([self.step, value])
         if self.best is None or (value > self.best["value"] if cls else value < self.best["value"]):
             self.best = {"step": self.step, "value": value, "metric": "acc" if cls else "loss"}
-            save_checkpoint(self.out, "best", self.model, self.best, self.d)
+            save_checkpoint(self.out, "best", self.plain, self.best, self.d)
         self.say(f"step {self.step}: valid " + ", ".join(f"{k} {v:.4g}" for k, v in fig.items()
                                                          if k != "targets"))
 
@@ -250,7 +275,11 @@ class Trainer:
         info = {"step": self.step, "best": self.best, "history": self.history,
                 "tokens": self.tokens, "train_time": self.train_time, "converted": self.converted}
         extra = {"dlt": self.dlt.state_dict()} if self.dlt is not None else None
-        save_checkpoint(self.out, "last", self.model, info, self.d, self.optimizer, extra)
+        # FSDP: every rank writes its shards, rank 0 moves them into the checkpoint
+        stage = fsdp.stage_shards(self.out, self.step, self.model, self.optimizer, self.d) \
+            if self.fsdp else None
+        save_checkpoint(self.out, "last", self.plain, info, self.d, self.optimizer, extra,
+                        sharded=stage)
 
     def fit(self) -> None:
         t, s = self.cfg.train, self.cfg.share
@@ -284,6 +313,9 @@ class Trainer:
                 if self.step % t.log_every == 0 or self.step == t.steps:
                     log.log(self.step, "train", loss=loss, lr=self.optimizer.param_groups[0]["lr"],
                             grad_norm=self.grad_norm, tokens_per_s=speed)
+                if self.step % t.eval_every == 0 or self.step % t.save_every == 0 \
+                        or self.step == t.steps:
+                    self.sync_replica()
                 if self.step % t.eval_every == 0 or self.step == t.steps:
                     self.evaluate(log)
                 if self.step % t.save_every == 0 or self.step == t.steps:
@@ -297,7 +329,7 @@ class Trainer:
         """Rank 0: test figures of the best model, ``OUT/model``, results.json, the plot."""
         if not self.d.main:
             return {}
-        model = self.model
+        model = self.plain
         if read_info(self.out, "best") is not None:
             model = load_model(self.out, "best").to(self.device)
         test = split_metrics(self.task, model, "test", self.device, self.out, self.autocast)
@@ -319,7 +351,7 @@ class Trainer:
             "world_size": self.d.world, "best_valid": self.best,
             "still_improving": bool(history) and self.best is not None
             and self.best["step"] == history[-1][0] and len(history) > 1,
-            "test_model": "best" if model is not self.model else "last", **test}
+            "test_model": "best" if model is not self.plain else "last", **test}
         if self.dlt is not None:
             self.dlt.finish(results, model)
         results = {**self._earlier_window(), **results}
