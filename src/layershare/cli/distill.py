@@ -12,6 +12,8 @@ OUT/results.json holds perplexity (encoders: embedding cosine) before and after.
 
 from __future__ import annotations
 
+import argparse
+
 from ..errors import LayershareError
 from .common import out_arg
 
@@ -27,7 +29,7 @@ def add_commands(sub) -> None:
     p.add_argument("--seq-len", type=int, default=256, help="tokens per training window")
     p.add_argument("--batch-size", type=int, default=8, help="global batch, in windows")
     p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (cosine)")
+    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (cosine)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default steps/10)")
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--trainable", choices=("lowrank", "all"), default="lowrank")
@@ -42,6 +44,8 @@ def add_commands(sub) -> None:
     p.add_argument("--eval-windows", type=int, default=16,
                    help="final test: the first N windows of the test split (0 = all)")
     p.add_argument("--eval-seq-len", type=int, default=512, help="final test: window length")
+    p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
+                   help="final test: also measure the student before and the teacher")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -78,6 +82,7 @@ def config_sets(args) -> list[str]:
         f"distill.trainable={args.trainable}", f"distill.loss={_quote(args.loss)}",
         f"distill.temperature={args.temperature}", f"distill.hidden={args.hidden}",
         f"distill.eval_windows={args.eval_windows}", f"distill.eval_seq_len={args.eval_seq_len}",
+        f"distill.baseline={str(args.baseline).lower()}",
         f"train.steps={args.steps}", f"train.seq_len={args.seq_len}",
         f"train.batch_size={args.batch_size}", f"train.grad_accum={args.grad_accum}",
         f"train.lr={args.lr}", f"train.warmup={warmup}",

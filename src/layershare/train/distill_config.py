@@ -34,6 +34,8 @@ class DistillConfig:
     eval_windows: int = _f(16, "final LM test: the first N windows of the test split (0 = all)")
     eval_seq_len: int = _f(512, "final LM test: tokens per window")
     eval_sentences: int = _f(512, "final encoder test: test sentences for the embedding cosine")
+    baseline: bool = _f(True, "final test: also measure the student before training and the "
+                              "teacher (false: after only, for a series of runs on one student)")
 
 
 def check_distill(cfg) -> None:
@@ -50,6 +52,8 @@ def check_distill(cfg) -> None:
         if getattr(d, name) not in allowed:
             raise LayershareError(f"distill.{name} must be one of {', '.join(allowed)}, "
                                   f"got {getattr(d, name)!r}")
+    if type(d.baseline) is not bool:
+        raise LayershareError(f"distill.baseline must be true or false, got {d.baseline!r}")
     if not (isinstance(d.temperature, (int, float)) and d.temperature > 0):
         raise LayershareError(f"distill.temperature must be > 0, got {d.temperature!r}")
     for name in ("eval_windows", "eval_seq_len", "eval_sentences"):

@@ -40,6 +40,12 @@ class DistillTrainer(Trainer):
         self.task.student = None  # a resumed run does not need the loaded student
         return model
 
+    def before_loop(self, log) -> None:
+        """A fresh run evaluates the student as given (step 0, tokens 0): the start of the
+        quality curve, and the ``best`` checkpoint should no step improve on it."""
+        if self.step == 0 and not self.history:
+            self.evaluate(log)
+
     def quality(self, model) -> dict:
         """The final test figures of ``model`` (see the module docstring)."""
         d, task = self.cfg.distill, self.task
@@ -82,10 +88,12 @@ class DistillTrainer(Trainer):
         if read_info(self.out, "best") is not None:
             model = load_model(self.out, "best").to(self.device)
         after = self.quality(model)
-        before_model = load_student(d.student)
-        before, counts_before = self.quality(before_model), count(before_model).to_dict()
-        del before_model
-        teacher = self.quality(self.task.teacher.model)
+        before = teacher = None
+        if d.baseline:
+            before_model = load_student(d.student)
+            before = self.quality(before_model)
+            del before_model
+            teacher = self.quality(self.task.teacher.model)
         with tempfile.TemporaryDirectory() as tok_dir:
             src = d.student if tokenizer_files(d.student) else d.teacher
             save_tokenizer(src, Path(tok_dir))
@@ -99,7 +107,6 @@ class DistillTrainer(Trainer):
             "task": self.task.kind, "data": self.cfg.data.name, "student": d.student,
             "teacher": d.teacher, "trainable": d.trainable, "loss": d.loss,
             "temperature": d.temperature, **self.trainable, **count(model).to_dict(),
-            "unique_params_before": counts_before["unique_params"],
             "steps": self.step, "batch_size": self.cfg.train.batch_size,
             "seq_len": self.cfg.train.seq_len, "lr": self.cfg.train.lr,
             "train_tokens": self.tokens, "train_time_s": self.train_time,
@@ -121,8 +128,9 @@ class DistillTrainer(Trainer):
 
 def summary(r: dict) -> str:
     key = "perplexity" if "perplexity" in r["after"] else "cosine"
-    return (f"distill ({r['trainable']}, {r['loss']}): {key} {r['before'][key]:.4g} -> "
-            f"{r['after'][key]:.4g} (teacher {r['teacher_test'][key]:.4g}), "
+    was = f"{r['before'][key]:.4g} -> " if r["before"] else ""
+    teacher = f" (teacher {r['teacher_test'][key]:.4g})" if r["teacher_test"] else ""
+    return (f"distill ({r['trainable']}, {r['loss']}): {key} {was}{r['after'][key]:.4g}{teacher}, "
             f"{r['unique_params']:,} unique parameters, {r['train_tokens']:,} tokens at "
             f"{r['train_tokens_per_s']:,.0f} tokens/s")
 

@@ -268,6 +268,7 @@ class Trainer:
         self.window = window = FinalWindow(t.steps, self.device)
         window.after_step(self.step, self.tokens, self.train_time)
         try:
+            self.before_loop(log)
             while self.step < t.steps:
                 if s.transfer_at_step and self.step == s.transfer_at_step and not self.converted:
                     self.transfer(log)
@@ -297,6 +298,9 @@ class Trainer:
         finally:
             bar.close()
             log.close()
+
+    def before_loop(self, log: MetricsLog) -> None:
+        """Hook before the first step of this process (a subclass may evaluate at step 0)."""
 
     # -- the end -------------------------------------------------------------------------
     def finish(self) -> dict:
