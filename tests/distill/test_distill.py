@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file
 
 import layershare
@@ -158,7 +157,7 @@ def test_resume_after_kill_matches_unbroken_run(tmp_path, lm):
     recover(broken)
     killed_at = json.loads(info.read_text())["step"]
     assert 10 <= killed_at < 80 and not (broken / "results.json").exists()
-    resumed = subprocess.run(cmd[:-1] + [cmd[-1]], capture_output=True, text=True, timeout=300,
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                              env=env)
     assert resumed.returncode == 0, resumed.stderr
     a = load_file(whole / "checkpoints" / "last" / "model" / "model.safetensors")
@@ -200,7 +199,6 @@ def _other_width(tmp_path):
 ])
 def test_bad_input_one_line_exit_2_no_output(tmp_path, lm, encoder, capsys, case, message):
     p = dict(lm)
-    extra = []
     if case == "vocab":
         p["teacher"] = _other_vocab(tmp_path)
     elif case == "width":
@@ -212,7 +210,7 @@ def test_bad_input_one_line_exit_2_no_output(tmp_path, lm, encoder, capsys, case
     elif case == "encoder_teacher":
         p["teacher"] = encoder["teacher"]
     out = tmp_path / "out"
-    argv = args(p, out, *extra)
+    argv = args(p, out)
     if case == "bad_data":
         i = argv.index("--data")
         argv[i + 1:i + 3] = ["text", "a", "b"]
@@ -232,4 +230,24 @@ def test_trainable_lowrank_on_a_dense_student_still_trains_norms(lm):
     counts = select_trainable(model, "lowrank")
     assert counts["trainable_params"] == sum(
         p.numel() for n, p in model.named_parameters() if "norm" in n)
-    assert F is not None
+
+
+def test_two_processes_equal_one(tmp_path, lm):
+    """torchrun DDP (2 CPU processes, gloo), --trainable lowrank (frozen shared tensors under
+    DDP): the weights and per-step gradient norms of one process on the same global batch."""
+    one = tmp_path / "one"
+    assert main(args(lm, one, steps=6)) == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "layershare"] + args(lm, tmp_path / "two", steps=6)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    a = load_file(one / "checkpoints" / "last" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "two" / "checkpoints" / "last" / "model" / "model.safetensors")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5, msg=name)
+    norms = [[r["grad_norm"] for r in read_metrics(d / "metrics.jsonl") if r["split"] == "train"]
+             for d in (one, tmp_path / "two")]
+    assert len(norms[0]) == 6
+    torch.testing.assert_close(norms[1], norms[0], rtol=1e-4, atol=0)
+    assert json.loads((tmp_path / "two" / "results.json").read_text())["world_size"] == 2
