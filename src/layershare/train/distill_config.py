@@ -24,7 +24,8 @@ def _f(default, help: str):
 @dataclass
 class DistillConfig:
     student: str | None = _f(None, "the layershare checkpoint to train (set: a distillation run)")
-    teacher: str | None = _f(None, "the dense original: transformers directory, .gguf or short name")
+    teacher: str | None = _f(None, "the dense original: transformers directory, .gguf or "
+                                   "short name")
     trainable: str = _f("lowrank", "lowrank: only the low-rank factors, diagonals and norms "
                                    "(shared full-rank tensors and embeddings frozen) | all")
     loss: str = _f("kl", "kl: T^2 KL(teacher || student) | kl+lm: plus the LM loss | lm: the "
