@@ -116,7 +116,10 @@ def test_student_equal_to_teacher_has_zero_loss(tmp_path, pair, request):
     p["student"] = p["same"]
     out = tmp_path / "same"
     assert main(args(p, out, "--trainable", "all", steps=2)) == 0
-    first = read_metrics(out / "metrics.jsonl")[0]  # step 1: the student as given
+    rows = read_metrics(out / "metrics.jsonl")
+    start = rows[0]  # the valid figure at step 0, before any training
+    assert start["step"] == 0 and start["split"] == "valid" and abs(start["loss"]) < 1e-6
+    first = next(r for r in rows if r["split"] == "train")  # step 1: the student as given
     assert first["step"] == 1 and abs(first["loss"]) < 1e-6 and first["grad_norm"] < 1e-4, first
     # (later steps are not exactly 0: AdamW scales the round-off gradient up to lr-sized steps)
     r = json.loads((out / "results.json").read_text())
