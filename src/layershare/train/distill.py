@@ -238,9 +238,18 @@ class DistillEncoderTask(Task):
 
     def hidden(self, model, batch) -> list[Tensor]:
         every = self.cfg.distill.hidden == "all"
-        out = model(input_ids=batch["ids"], attention_mask=batch["mask"],
-                    output_hidden_states=every)
+        out = model(**self.inputs(model, batch), output_hidden_states=every)
         return list(out.hidden_states[1:]) if every else [out.last_hidden_state]
+
+    @staticmethod
+    def inputs(model, batch) -> dict:
+        """Ids and mask; BERT-like models get explicit zero token types. Why: the teacher's
+        non-persistent ``token_type_ids`` buffer was found holding garbage (index out of
+        range) when it was loaded in one process after a layershare.load of the student."""
+        kw = {"input_ids": batch["ids"], "attention_mask": batch["mask"]}
+        if getattr(getattr(model, "config", None), "type_vocab_size", None):
+            kw["token_type_ids"] = torch.zeros_like(batch["ids"])
+        return kw
 
     def loss(self, model, batch, train=True):
         with torch.no_grad():
@@ -257,9 +266,9 @@ class DistillEncoderTask(Task):
             batch = to_device(batch, device)
             with autocast():
                 total += float(self.loss(model, batch)) * batch["targets"]
-                s = model(input_ids=batch["ids"], attention_mask=batch["mask"]).last_hidden_state
-                t = self.teacher.on(device)(input_ids=batch["ids"],
-                                            attention_mask=batch["mask"]).last_hidden_state
+                s = model(**self.inputs(model, batch)).last_hidden_state
+                teacher = self.teacher.on(device)
+                t = teacher(**self.inputs(teacher, batch)).last_hidden_state
             m = batch["mask"][..., None].float()
             pool = [F.normalize((h.float() * m).sum(1) / m.sum(1), dim=-1) for h in (s, t)]
             cos += float((pool[0] * pool[1]).sum())
