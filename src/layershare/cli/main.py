@@ -4,6 +4,7 @@
     layershare compress                     (cli/compress.py)
     layershare eval                         (cli/evaluate.py)
     layershare train | translate            (cli/train.py)
+    layershare distill STUDENT --teacher SRC  (cli/distill.py)
     layershare generate                     (cli/generate.py)
     layershare data prepare NAME            (cli/data.py)
     layershare eval-speech MODEL --data SET   (cli/speech.py)
@@ -26,9 +27,9 @@ import argparse
 import sys
 
 from ..errors import LayershareError, first_line
-from . import compress, data, evaluate, generate, share, speech, train
+from . import compress, data, distill, evaluate, generate, share, speech, train
 
-GROUPS = (share, compress, evaluate, train, generate, data, speech)
+GROUPS = (share, compress, evaluate, train, distill, generate, data, speech)
 
 
 class _Parser(argparse.ArgumentParser):

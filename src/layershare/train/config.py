@@ -27,6 +27,7 @@ import yaml
 from ..dlt.config import DLTConfig
 from ..errors import LayershareError, first_line
 from ..schema import check_value
+from .distill_config import DistillConfig, check_distill
 
 SHARE_METHODS = ("dense", "residual", "lowrank", "tied", "dlt")
 ARCHS = ("reference", "gpt2")
@@ -135,6 +136,7 @@ class RunConfig:
     share: ShareSection = field(default_factory=ShareSection)
     eval: EvalConfig = field(default_factory=EvalConfig)
     dlt: DLTConfig = field(default_factory=DLTConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     @property
     def task(self) -> str:
@@ -231,6 +233,7 @@ def check(cfg: RunConfig) -> RunConfig:
         raise LayershareError(f"share.transfer_at_step needs a static share.method "
                               f"(residual, lowrank, tied), not {cfg.share.method}")
     _check_model_and_dlt(cfg)
+    check_distill(cfg)
     if t.precision not in ("auto", "fp32", "bf16") or t.device not in ("auto", "cpu", "cuda"):
         raise LayershareError("train.precision: auto|fp32|bf16; train.device: auto|cpu|cuda")
     if t.parallel not in ("ddp", "fsdp"):
@@ -240,7 +243,11 @@ def check(cfg: RunConfig) -> RunConfig:
                               "trained dense model) is not supported; use ddp")
     own = cfg.data.name in ("text", "parallel", "classes")
     given = [s for s in ("train", "valid", "test") if getattr(cfg.data, s) is not None]
-    if own and len(given) != 3:
+    if cfg.distill.student is not None and cfg.data.name == "text":
+        if cfg.data.train is None or len(given) == 2:  # one file is split (train/distill.py)
+            raise LayershareError("distillation on data.name=text needs data.train (one "
+                                  "file, split 90/5/5 by line order) or all three splits")
+    elif own and len(given) != 3:
         raise LayershareError(f"data.name={cfg.data.name} needs data.train, data.valid and "
                               "data.test (your own files)")
     if not own and given:

@@ -40,7 +40,7 @@ def same_run(saved: dict, cfg: RunConfig) -> bool:
 def data_paths(cfg: RunConfig) -> list[str]:
     """The files a run reads: with ``--overwrite`` OUT is emptied, so it must not hold them."""
     d = cfg.data
-    paths = [d.tokenizer, d.dir]
+    paths = [d.tokenizer, d.dir, cfg.distill.student, cfg.distill.teacher]
     for split in (d.train, d.valid, d.test):
         paths += split if isinstance(split, list) else (
             list(split.values()) if isinstance(split, dict) else [split])

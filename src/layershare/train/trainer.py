@@ -111,7 +111,7 @@ class Trainer:
                 self.created = not self.out.exists()
                 self.exits.enter_context(lock_directory(self.out))
                 self.info = self._check_out()
-                self.task = build_task(self.cfg, self.out, self.progress)
+                self.task = self.make_task(setup=True)
             except LayershareError as exc:
                 error = exc
         self.out = Path(self.out)
@@ -119,8 +119,17 @@ class Trainer:
             raise error or LayershareError("rank 0 could not set up the run (see its error)")
         if not self.d.main:
             self.info = read_info(self.out)
-            self.task = build_task(self.cfg, self.out, False, setup=False)
+            self.task = self.make_task(setup=False)
         self.order = Order(self.task.size("train"), self.cfg.train.seed)
+
+    def make_task(self, setup: bool):
+        """The run's task (a subclass may build another kind, e.g. distillation)."""
+        return build_task(self.cfg, self.out, self.progress and setup, setup=setup)
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        """Hook on the fresh or resumed model before its optimizer is built (a subclass
+        freezes parameters here: the optimizer holds only those that require grad)."""
+        return model
 
     def _check_out(self) -> dict | None:
         info, self.fresh_entries = rundir.prepare(self.out, self.cfg, self.overwrite)
@@ -149,7 +158,7 @@ class Trainer:
             self.step, self.best, self.history = info["step"], info["best"], info["history"]
             self.tokens, self.train_time = info["tokens"], info["train_time"]
             self.say(f"resuming from step {self.step} ({self.out / 'checkpoints' / 'last'})")
-        self.model = model.to(self.device).train()
+        self.model = self.prepare_model(model).to(self.device).train()
         self._wrap()
         extra = {}
         if info is None:
@@ -291,6 +300,7 @@ class Trainer:
         self.window = window = FinalWindow(t.steps, self.device)
         window.after_step(self.step, self.tokens, self.train_time)
         try:
+            self.before_loop(log)
             while self.step < t.steps:
                 if s.transfer_at_step and self.step == s.transfer_at_step and not self.converted:
                     self.transfer(log)
@@ -323,6 +333,9 @@ class Trainer:
         finally:
             bar.close()
             log.close()
+
+    def before_loop(self, log: MetricsLog) -> None:
+        """Hook before the first step of this process (a subclass may evaluate at step 0)."""
 
     # -- the end -------------------------------------------------------------------------
     def finish(self) -> dict:
@@ -392,14 +405,16 @@ def summary(r: dict) -> str:
             f"{r['compression']:.2f}x), {score}, {r['train_tokens_per_s']:,.0f} tokens/s")
 
 
-def train(cfg: RunConfig, out, progress: bool = True, overwrite: bool = False) -> dict:
+def train(cfg: RunConfig, out, progress: bool = True, overwrite: bool = False,
+          trainer_class: type[Trainer] = Trainer) -> dict:
     """Train (or resume) ``cfg`` into ``out``; returns results (empty on ranks other than 0).
 
     ``out`` follows :mod:`layershare.outputs`: a new or empty directory, or an earlier run
     (resumed when the config matches); ``overwrite`` discards what is there and starts
-    afresh. Rank 0 holds an exclusive lock on ``out`` until the run ends.
+    afresh. Rank 0 holds an exclusive lock on ``out`` until the run ends. ``trainer_class``:
+    a subclass with its own task and last act (train/distill_run.py).
     """
-    trainer = Trainer(cfg, out, progress, overwrite)
+    trainer = trainer_class(cfg, out, progress, overwrite)
     try:
         try:
             trainer.setup()

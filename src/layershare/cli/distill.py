@@ -1,0 +1,100 @@
+"""``layershare distill``: win back a compressed model's quality from its original.
+
+    layershare distill small/ --teacher smollm2-135m --data brown --steps 300 --out dist/
+    layershare distill small/ --teacher SRC --data text corpus.txt --trainable all \\
+        --loss kl+lm --temperature 2 --out dist/
+    torchrun --nproc_per_node=2 -m layershare distill ...      # DDP
+
+A run of the ordinary trainer (progress bar, metrics.jsonl, loss.png, best/last checkpoints;
+re-run the same command to resume after a kill). OUT/model is a layershare checkpoint,
+OUT/results.json holds perplexity (encoders: embedding cosine) before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import LayershareError
+from .common import out_arg
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("distill", help="train a compressed checkpoint towards its original")
+    p.add_argument("student", help="layershare checkpoint to train (from compress or convert)")
+    p.add_argument("--teacher", required=True,
+                   help="the dense original: transformers directory, .gguf or short name")
+    p.add_argument("--data", nargs="+", default=["brown"], metavar="brown|text FILE",
+                   help="brown (its train split) or 'text FILE' (split 90/5/5 by line order)")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--seq-len", type=int, default=256, help="tokens per training window")
+    p.add_argument("--batch-size", type=int, default=8, help="global batch, in windows")
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (cosine)")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default steps/10)")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--trainable", choices=("lowrank", "all"), default="lowrank")
+    p.add_argument("--loss", choices=("kl", "kl+lm", "lm"), default="kl",
+                   help="kl: distillation; kl+lm: plus the LM loss; lm: fine-tuning alone")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--hidden", choices=("last", "all"), default="last",
+                   help="encoders: MSE on the last hidden state or on every layer's")
+    p.add_argument("--eval-every", type=int, default=50)
+    p.add_argument("--eval-batches", type=int, default=4, help="valid batches per evaluation")
+    p.add_argument("--save-every", type=int, default=50)
+    p.add_argument("--eval-windows", type=int, default=16,
+                   help="final test: the first N windows of the test split (0 = all)")
+    p.add_argument("--eval-seq-len", type=int, default=512, help="final test: window length")
+    p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
+                   help="final test: also measure the student before and the teacher")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other run-config key (layershare train --help-config)")
+    p.add_argument("--out", required=True, type=out_arg,
+                   help="run directory (re-run the same command to resume)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="discard the run (or other layershare output) in --out and start afresh")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    p.set_defaults(func=cmd_distill)
+
+
+def data_sets(words: list[str]) -> list[str]:
+    """``brown`` | ``text FILE`` (or a bare FILE) as run-config assignments."""
+    if words == ["brown"]:
+        return ["data.name=brown"]
+    if len(words) == 2 and words[0] == "text":
+        words = words[1:]
+    if len(words) != 1 or words[0] in ("text", "brown"):
+        raise LayershareError(f"--data takes brown or 'text FILE', got {' '.join(words)!r}")
+    return ["data.name=text", f"data.train={_quote(words[0])}"]
+
+
+def _quote(text: str) -> str:
+    """A YAML scalar that stays a string whatever the path looks like."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def config_sets(args) -> list[str]:
+    warmup = args.warmup if args.warmup is not None else max(args.steps // 10, 0)
+    return data_sets(args.data) + [
+        f"distill.student={_quote(str(args.student))}",
+        f"distill.teacher={_quote(str(args.teacher))}",
+        f"distill.trainable={args.trainable}", f"distill.loss={_quote(args.loss)}",
+        f"distill.temperature={args.temperature}", f"distill.hidden={args.hidden}",
+        f"distill.eval_windows={args.eval_windows}", f"distill.eval_seq_len={args.eval_seq_len}",
+        f"distill.baseline={str(args.baseline).lower()}",
+        f"train.steps={args.steps}", f"train.seq_len={args.seq_len}",
+        f"train.batch_size={args.batch_size}", f"train.grad_accum={args.grad_accum}",
+        f"train.lr={args.lr}", f"train.warmup={warmup}",
+        f"train.weight_decay={args.weight_decay}", f"train.eval_every={args.eval_every}",
+        f"train.eval_batches={args.eval_batches}", f"train.save_every={args.save_every}",
+        f"train.log_every={max(1, min(10, args.steps // 20))}", f"train.seed={args.seed}",
+        f"train.device={args.device}", f"eval.batch_size={min(args.batch_size, 8)}",
+    ] + list(args.overrides)
+
+
+def cmd_distill(args) -> None:
+    from ..train import load_config, train
+
+    cfg = load_config(None, config_sets(args))  # distill.student set: a distillation run
+    train(cfg, args.out, progress=not args.quiet, overwrite=args.overwrite)

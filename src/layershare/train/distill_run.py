@@ -1,0 +1,140 @@
+"""A distillation run: the ordinary trainer with a distillation task and its own last act.
+
+Everything that makes a run dependable is :class:`~layershare.train.trainer.Trainer`'s own:
+progress bar, metrics.jsonl, loss plot, ``best``/``last`` checkpoints, resume after kill -9
+to the identical weights, bf16 autocast on CUDA and fp32 on CPU, torchrun DDP. This
+subclass builds the task (:mod:`.distill`), freezes what ``distill.trainable`` keeps fixed
+before the optimizer is built, and at the end measures the student before and after (and the
+teacher) with the test protocol of :mod:`layershare.evaluate`:
+
+* LMs: the first ``distill.eval_windows`` non-overlapping windows of ``eval_seq_len`` tokens
+  of the test split; perplexity, ``KL(teacher || model)`` and top-1 agreement;
+* encoders: mean cosine of mean-pooled sentence embeddings to the teacher's, on the first
+  ``eval_sentences`` test sentences.
+
+``OUT/model`` is an ordinary layershare checkpoint (the best validation checkpoint) with the
+student's tokenizer; ``OUT/results.json`` holds the figures.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .. import count, save
+from ..formats.hub import save_tokenizer, tokenizer_files
+from .distill import build_distill_task, load_student, select_trainable
+from .report import peak_memory, plot_losses, write_results
+from .state import load_model, read_info
+from .trainer import Trainer, train
+
+
+class DistillTrainer(Trainer):
+    def make_task(self, setup: bool):
+        return build_distill_task(self.cfg)
+
+    def prepare_model(self, model):
+        self.trainable = select_trainable(model, self.cfg.distill.trainable)
+        self.task.student = None  # a resumed run does not need the loaded student
+        return model
+
+    def before_loop(self, log) -> None:
+        """A fresh run evaluates the student as given (step 0, tokens 0): the start of the
+        quality curve, and the ``best`` checkpoint should no step improve on it."""
+        if self.step == 0 and not self.history:
+            self.evaluate(log)
+
+    def quality(self, model) -> dict:
+        """The final test figures of ``model`` (see the module docstring)."""
+        d, task = self.cfg.distill, self.task
+        teacher = task.teacher.on(self.device)
+        model = model.to(self.device).eval()
+        with torch.no_grad(), self.autocast():
+            if task.kind == "distill-lm":
+                from ..evaluate.perplexity import lm_quality
+                r = lm_quality(model, self.test_windows(), self.cfg.eval.batch_size,
+                               None if model is teacher else teacher, progress=False)
+                keep = ("perplexity", "nll", "kl", "top1")
+                return {k: r[k] for k in keep if k in r}
+            batches = -(-d.eval_sentences // self.cfg.eval.batch_size)
+            r = task.evaluate(model, "test", self.device, self.autocast, limit=batches)
+            return {"cosine": r["cosine"], "mse": r["loss"]}
+
+    def test_windows(self) -> torch.Tensor:
+        from ..data.windows import token_windows
+
+        d, tok = self.cfg.distill, self.task.hf_tok
+        lines = self.task.raw["test"]
+        have = len(tok("\n".join(lines), add_special_tokens=False)["input_ids"]) // d.eval_seq_len
+        n = min(d.eval_windows, have) if d.eval_windows else have
+        windows = token_windows(tok, lines, d.eval_seq_len, max(n, 1), what="the test split")
+        return windows.to(self.device)
+
+    def protocol(self) -> str:
+        d = self.cfg.distill
+        if self.task.kind == "distill-lm":
+            w = self.test_windows()
+            return (f"{self.cfg.data.name} test split, first {len(w)} non-overlapping windows "
+                    f"of {w.shape[1]} tokens ({w.numel() - len(w):,} predicted tokens)")
+        return f"{self.cfg.data.name} test split, first {d.eval_sentences} sentences"
+
+    def finish(self) -> dict:
+        if not self.d.main:
+            return {}
+        d = self.cfg.distill
+        model = self.model
+        if read_info(self.out, "best") is not None:
+            model = load_model(self.out, "best").to(self.device)
+        after = self.quality(model)
+        before = teacher = None
+        if d.baseline:
+            before_model = load_student(d.student)
+            before = self.quality(before_model)
+            del before_model
+            teacher = self.quality(self.task.teacher.model)
+        with tempfile.TemporaryDirectory() as tok_dir:
+            src = d.student if tokenizer_files(d.student) else d.teacher
+            save_tokenizer(src, Path(tok_dir))
+            save(model, self.out / "model",
+                 extra_files={f.name: f for f in Path(tok_dir).iterdir()})
+        mem, mem_kind = peak_memory(self.device)
+        if self.window is not None:
+            mem = max(mem, self.window.peak_before)
+        history = self.history
+        results = {
+            "task": self.task.kind, "data": self.cfg.data.name, "student": d.student,
+            "teacher": d.teacher, "trainable": d.trainable, "loss": d.loss,
+            "temperature": d.temperature, **self.trainable, **count(model).to_dict(),
+            "steps": self.step, "batch_size": self.cfg.train.batch_size,
+            "seq_len": self.cfg.train.seq_len, "lr": self.cfg.train.lr,
+            "train_tokens": self.tokens, "train_time_s": self.train_time,
+            "train_tokens_per_s": self.tokens / max(self.train_time, 1e-9),
+            "peak_mem_bytes": mem, "peak_mem_kind": mem_kind, "device": str(self.device),
+            "torch_threads": torch.get_num_threads(), "world_size": self.d.world,
+            **(self.window.figures if self.window is not None else {}),
+            "best_valid": self.best, "valid_history": history,
+            "still_improving": bool(history) and self.best is not None
+            and self.best["step"] == history[-1][0] and len(history) > 1,
+            "test_model": "best" if model is not self.model else "last",
+            "protocol": self.protocol(),
+            "before": before, "after": after, "teacher_test": teacher}
+        write_results(self.out, results)
+        plot_losses(self.out)
+        self.say(summary(results))
+        return results
+
+
+def summary(r: dict) -> str:
+    key = "perplexity" if "perplexity" in r["after"] else "cosine"
+    was = f"{r['before'][key]:.4g} -> " if r["before"] else ""
+    teacher = f" (teacher {r['teacher_test'][key]:.4g})" if r["teacher_test"] else ""
+    return (f"distill ({r['trainable']}, {r['loss']}): {key} {was}{r['after'][key]:.4g}{teacher}, "
+            f"{r['unique_params']:,} unique parameters, {r['train_tokens']:,} tokens at "
+            f"{r['train_tokens_per_s']:,.0f} tokens/s")
+
+
+def distill(cfg, out, progress: bool = True, overwrite: bool = False) -> dict:
+    """Distil (or resume) ``cfg`` (its ``distill.student`` set) into ``out``; the results."""
+    return train(cfg, out, progress, overwrite, trainer_class=DistillTrainer)
