@@ -8,7 +8,7 @@ from pathlib import Path
 from ..arch import KINDS
 from ..errors import LayershareError
 from ..plan import STRATEGIES
-from ..svd import INITS
+from ..config import INITS
 
 
 def strategy_arg(text: str):

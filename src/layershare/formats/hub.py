@@ -13,11 +13,13 @@ import os
 import shutil
 from pathlib import Path
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ..errors import LayershareError, first_line
 from .pretrained import resolve
-from .whisper import is_ctranslate2_dir
+
+if TYPE_CHECKING:  # torch is imported where a model is loaded, not to read a tokenizer
+    from torch import nn
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -41,6 +43,7 @@ def from_local(src: str | os.PathLike) -> nn.Module:
     if not src.exists():
         raise LayershareError(f"{src}: no such file or directory")
     kwargs = {}
+    from .whisper import is_ctranslate2_dir
     if is_ctranslate2_dir(src):
         from .whisper import from_ctranslate2
         return from_ctranslate2(src)
@@ -122,6 +125,7 @@ def auto_tokenizer(src: str | os.PathLike):
 
     src = resolve(src)
     kwargs = {}
+    from .whisper import is_ctranslate2_dir
     if is_ctranslate2_dir(src):
         from .whisper import tokenizer
         return tokenizer(src)
