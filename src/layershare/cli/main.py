@@ -5,6 +5,7 @@
     layershare eval                         (cli/evaluate.py)
     layershare train | translate            (cli/train.py)
     layershare generate                     (cli/generate.py)
+    layershare export                       (cli/export.py)
     layershare data prepare NAME            (cli/data.py)
     layershare eval-speech MODEL --data SET   (cli/speech.py)
 
@@ -26,9 +27,9 @@ import argparse
 import sys
 
 from ..errors import LayershareError, first_line
-from . import compress, data, evaluate, generate, share, speech, train
+from . import compress, data, evaluate, export, generate, share, speech, train
 
-GROUPS = (share, compress, evaluate, train, generate, data, speech)
+GROUPS = (share, compress, evaluate, train, generate, export, data, speech)
 
 
 class _Parser(argparse.ArgumentParser):

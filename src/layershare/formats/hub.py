@@ -25,11 +25,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def quiet_transformers() -> None:
-    """Errors only, no progress bars: the command line prints its own summary."""
-    from transformers.utils import logging
+    """Errors only, no progress bars: the command line prints its own summary.
 
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
+    Through the environment when transformers is not imported yet (so that a command that
+    never needs it -- ``generate --runtime onnx`` -- does not pay for importing it)."""
+    import sys
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:
+        from transformers.utils import logging
+
+        logging.set_verbosity_error()
+        logging.disable_progress_bar()
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "vocab.txt", "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json")

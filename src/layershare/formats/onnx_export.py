@@ -37,9 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import LayershareError
-
-ONNX_FILE = "model.onnx"
-DEFAULT_OPSET = 18
+from .onnx import DEFAULT_OPSET, ONNX_FILE
 
 
 def task_of(model: nn.Module) -> str:
@@ -178,11 +176,24 @@ def export_graph(model: nn.Module, directory: Path, opset: int = DEFAULT_OPSET) 
                               optimize=True)
     finally:
         set_path(model, None)
+    _strip_metadata(directory / ONNX_FILE)
     info = {"task": task, "opset": opset, "inputs": names, "outputs": outputs}
     if task == "causal-lm":
         info.update(num_layers=layers, past_shapes=[list(feed[n].shape[1:2]) + [
             feed[n].shape[3]] for n in past_in[::2]])
     return info
+
+
+def _strip_metadata(path: Path) -> None:
+    """Drop the exporter's per-node debugging strings (stack traces, FX names): they are
+    most of a small model's graph file and nothing a runtime reads. The weights (external
+    data) are not touched."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False)
+    for node in graph.graph.node:
+        del node.metadata_props[:]
+    onnx.save_model(graph, str(path))
 
 
 def torch_outputs(model: nn.Module, feed: dict[str, torch.Tensor]) -> list[torch.Tensor]:
