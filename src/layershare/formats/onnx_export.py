@@ -63,10 +63,16 @@ class DecoderWithPast(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.model = model
-        self.base = model.base_model
-        self.head = model.get_output_embeddings()
+        self.model = model  # the only submodule: initializers are named model.<state-dict name>
         self.num_layers = model.config.num_hidden_layers
+
+    @property
+    def base(self) -> nn.Module:
+        return self.model.base_model
+
+    @property
+    def head(self) -> nn.Module:
+        return self.model.get_output_embeddings()
 
     def forward(self, input_ids, attention_mask, position_ids, *past):
         from transformers import DynamicCache
@@ -75,7 +81,7 @@ class DecoderWithPast(nn.Module):
         for i in range(self.num_layers):
             cache.update(past[2 * i], past[2 * i + 1], i)
         out = self.base(input_ids=input_ids, attention_mask=attention_mask,
-                        position_ids=position_ids, past_key_values=cache, use_cache=True)
+                        position_ids=position_ids, use_cache=True, **_cache_kwarg(self.base, cache))
         hidden = out.last_hidden_state
         rows = hidden.reshape(-1, hidden.shape[-1])  # 2-D: Gemm(transB=1) reads W as stored
         if isinstance(self.head, nn.Linear):
@@ -84,9 +90,22 @@ class DecoderWithPast(nn.Module):
             logits = self.head(rows)
         logits = logits.reshape(*hidden.shape[:-1], logits.shape[-1])
         present = []
-        for layer in out.past_key_values.layers[:self.num_layers]:
+        for layer in _cache_of(out).layers[:self.num_layers]:
             present += [layer.keys, layer.values]
         return (logits, *present)
+
+
+def _cache_kwarg(base: nn.Module, cache) -> dict:
+    """transformers 5.x names the argument ``cache`` (``past_key_values`` is deprecated)."""
+    import inspect
+
+    params = inspect.signature(base.forward).parameters
+    return {"cache": cache} if "cache" in params else {"past_key_values": cache}
+
+
+def _cache_of(out):
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
 
 
 class EncoderHidden(nn.Module):
@@ -111,7 +130,7 @@ def _kv_shapes(model: nn.Module, ids: torch.Tensor) -> list[tuple[int, ...]]:
     """(kv-heads, head-dim) of each layer's cache, read from one forward (no config maths)."""
     with torch.no_grad():
         out = model.base_model(input_ids=ids, use_cache=True)
-    return [(layer.keys.shape[1], layer.keys.shape[3]) for layer in out.past_key_values.layers]
+    return [(layer.keys.shape[1], layer.keys.shape[3]) for layer in _cache_of(out).layers]
 
 
 def sample_inputs(model: nn.Module, task: str, batch: int = 2, seq: int = 3, past: int = 4,
@@ -141,13 +160,23 @@ def _has_token_types(model: nn.Module) -> bool:
         getattr(model.base_model, "embeddings", None), "token_type_embeddings")
 
 
+def _to_fp32(model: nn.Module) -> None:
+    """Parameters and floating buffers in fp32, in place (``model.float()`` is refused by
+    transformers for a model it loaded from a quantized GGUF, which it de-quantized already)."""
+    with torch.no_grad():
+        for t in (*model.parameters(), *model.buffers()):
+            if t.is_floating_point() and t.dtype != torch.float32:
+                t.data = t.data.float()
+
+
 def export_graph(model: nn.Module, directory: Path, opset: int = DEFAULT_OPSET) -> dict:
     """Write ``directory/model.onnx`` (+ ``model.onnx.data``, the weights) for ``model`` in
     fp32; returns the graph description stored in the export's metadata."""
     from ..residual import set_path
 
     task = task_of(model)
-    model = model.float().eval()
+    _to_fp32(model)
+    model.eval()
     feed = sample_inputs(model, task)
     names = list(feed)
     if task == "causal-lm":
