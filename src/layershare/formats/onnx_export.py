@@ -196,6 +196,7 @@ def export_graph(model: nn.Module, directory: Path, opset: int = DEFAULT_OPSET) 
         batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
         shapes = tuple({0: batch, 1: seq} for _ in names)
         args = tuple(feed.values())
+    wrapper.eval()
     set_path(model, "factored")
     try:
         with torch.no_grad():
