@@ -4,8 +4,9 @@ Scheme: blockwise symmetric int8 along the input dimension (blocks of :data:`BLO
 values, one fp32 scale per block: ``q = round(w / s) + 128``, ``s = max|w_block| / 127``),
 the layout of ONNX Runtime's ``com.microsoft.MatMulNBits`` with ``bits=8``: ``B`` is
 ``N x ceil(K / 32) x 32`` uint8 (the torch ``Linear`` weight's rows, zero-padded), ``scales``
-``N * ceil(K / 32)``, zero point the default ``2^(bits-1) = 128``. Activations stay fp32
-(ORT dequantizes ``B`` block by block inside the matmul kernel).
+``N * ceil(K / 32)``, zero point the default ``2^(bits-1) = 128``. The kernel quantizes
+the activations to int8 on the fly (``accuracy_level`` 4, :data:`ACCURACY_LEVEL`); the
+embedding lookup dequantizes the gathered rows to fp32.
 
 What is quantized: every ``MatMul`` whose ``B`` is a 2-D float initializer, every ``Gemm``
 (``alpha = beta = 1``) with an initializer ``B`` (its bias becomes an ``Add``) and every
@@ -31,6 +32,10 @@ from pathlib import Path
 import numpy as np
 
 BLOCK = 32
+#: MatMulNBits ``accuracy_level`` 4: the activations are quantized to int8 per block too and
+#: the kernel runs int8 dot products. Measured on SmolLM2-135M (2 shared CPU cores): 9.7
+#: decode tokens/s against 0.5 with level 0 (fp32 compute, B dequantized on every call).
+ACCURACY_LEVEL = 4
 MS_DOMAIN = "com.microsoft"
 
 
@@ -169,7 +174,7 @@ def _rewrite(rw: _Rewriter, node, helper):
 
 def _matmul_nbits(a, bq, bs, k, n, out, name, helper):
     return helper.make_node("MatMulNBits", [a, bq, bs], [out], name=f"{name}_q8", domain=MS_DOMAIN,
-                            K=k, N=n, bits=8, block_size=BLOCK)
+                            K=k, N=n, bits=8, block_size=BLOCK, accuracy_level=ACCURACY_LEVEL)
 
 
 def _gather_dequant(rw: _Rewriter, node, helper) -> list:
