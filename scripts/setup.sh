@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make ./.venv with the CPU build of torch and layershare (editable, with test + speech extras).
+# Make ./.venv with the CPU build of torch and layershare (editable, with test + speech + onnx
+# extras).
 # LAYERSHARE_EXTRAS adds extras (CI: whisper, the 71 MB real Whisper tiny.en).
 # Idempotent: a second run installs nothing new. Used by demo.sh, test.sh and CI.
 set -euo pipefail
@@ -13,4 +14,4 @@ python -m pip install -q --disable-pip-version-check --upgrade pip
 # torch first and pinned: this machine has the CPU wheel of 2.13.0 on local disk; a bare
 # "torch" requirement would pull a multi-GB CUDA build.
 python -c "import torch" 2>/dev/null || python -m pip install -q --disable-pip-version-check torch==2.13.0
-python -m pip install -q --disable-pip-version-check -e ".[test,speech${LAYERSHARE_EXTRAS:+,$LAYERSHARE_EXTRAS}]"
+python -m pip install -q --disable-pip-version-check -e ".[test,speech,onnx${LAYERSHARE_EXTRAS:+,$LAYERSHARE_EXTRAS}]"

@@ -17,3 +17,21 @@ logging.disable_progress_bar()
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def onnx_exports(tmp_path_factory):
+    """name -> (model, checkpoint, ONNX export dir, int8 export dir or None), built on first
+    use (tests/onnx_helpers.py)."""
+    import onnx_helpers
+
+    onnx_helpers.require_onnx()
+    root = tmp_path_factory.mktemp("onnx")
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = onnx_helpers.build(root, name)
+        return cache[name]
+
+    return get

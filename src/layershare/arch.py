@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .errors import LayershareError
+
+if TYPE_CHECKING:  # torch is imported where a model is inspected: the CLI's parser reads KINDS
+    from torch import nn
 
 KINDS = ("q", "k", "v", "o", "ffn_in", "ffn_out")
 
@@ -67,6 +70,8 @@ _TORCH_DECODER_LAYER = _TORCH_ENCODER_LAYER[:2] + (
 
 
 def _torch_stacks(model: nn.Module) -> tuple[StackSpec, ...]:
+    from torch import nn
+
     specs = []
     for name, module in model.named_modules():
         if isinstance(module, (nn.TransformerEncoder, nn.TransformerDecoder)):
@@ -94,6 +99,8 @@ def default_stacks(model: nn.Module) -> tuple[StackSpec, ...]:
 
 
 def find_stack(model: nn.Module, path: str) -> tuple[str, nn.ModuleList]:
+    from torch import nn
+
     """The one ``ModuleList`` at ``path`` or whose path ends in ``.path``."""
     hits = [(name, m) for name, m in model.named_modules()
             if isinstance(m, nn.ModuleList) and (name == path or name.endswith("." + path))]
@@ -105,6 +112,8 @@ def find_stack(model: nn.Module, path: str) -> tuple[str, nn.ModuleList]:
 
 
 def explicit_stack(model: nn.Module, path: str, linears=None) -> StackSpec:
+    from torch import nn
+
     """A StackSpec from user arguments; without ``linears`` every ``nn.Linear`` or
     GPT-2 ``Conv1D`` in the first layer is taken, with kind ``linear``."""
     full, layers = find_stack(model, path)

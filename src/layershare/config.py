@@ -11,7 +11,9 @@ from dataclasses import asdict, dataclass, field
 from .arch import KINDS
 from .errors import LayershareError
 from .schema import check_fields
-from .svd import INITS
+
+#: How the shared matrix of a group is initialised (svd.pick_shared).
+INITS = ("mean", "first", "stepwise", "scratch")
 
 METHODS = ("residual", "lowrank", "tied")
 STACKS = ("all", "encoder", "decoder")

@@ -64,6 +64,7 @@ KINDS: dict[str, tuple[str, Callable[[Path], bool]]] = {
     "dense": ("merged dense model", lambda d: False),
     "run": ("training run directory", _is_run),
     "data": ("prepared data directory (manifest.json)", _has("manifest.json")),
+    "onnx": ("ONNX export (onnx.json)", _has("onnx.json", "model.onnx")),
 }
 
 

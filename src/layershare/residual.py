@@ -89,6 +89,7 @@ class ResidualLinear(nn.Module):
         self.diag = nn.Parameter(torch.zeros(min(out_features, in_features), **kw)) if diag else None
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
         self.cache_merged = False  # opt-in: set_cache_merged(model, True)
+        self.fixed_path: str | None = None  # "merged" | "factored": set_path (ONNX export)
         self._cache: tuple[tuple, Tensor] | None = None
         self._banked: Tensor | None = None  # this step's weight from a bank (bank.py)
 
@@ -113,6 +114,8 @@ class ResidualLinear(nn.Module):
         """Whether a forward over ``tokens`` rows runs the merged path (see the module doc)."""
         if self.rank == 0 or self._needs_grad():
             return True  # rank 0: the "merge" is one diagonal, nothing to save
+        if self.fixed_path is not None:
+            return self.fixed_path == "merged"
         if self.cache_merged and not self.training:
             return True
         return tokens * (self.in_features + self.out_features) >= (
@@ -204,6 +207,20 @@ def _add_diagonal(y: Tensor, x: Tensor, d: Tensor) -> Tensor:
     if m < n:  # more inputs than outputs: the diagonal reads the leading m inputs
         return torch.addcmul(y, x[:, :k], d)
     return torch.cat([torch.addcmul(y[:, :k], x, d), y[:, k:]], dim=-1)
+
+
+def set_path(model: nn.Module, path: str | None) -> nn.Module:
+    """Fix the forward path of every ResidualLinear in ``model``: ``"merged"``,
+    ``"factored"`` or ``None`` (the default: chosen per call from the rows, see the module
+    docstring). A graph exporter needs a fixed path: the automatic choice branches on the
+    input's shape, which a graph with a dynamic sequence length cannot hold. Gradients and
+    rank 0 still take the merged path. Returns ``model``."""
+    if path not in (None, "merged", "factored"):
+        raise ValueError(f"unknown path {path!r}")
+    for module in model.modules():
+        if isinstance(module, ResidualLinear):
+            module.fixed_path = path
+    return model
 
 
 def set_cache_merged(model: nn.Module, enabled: bool = True) -> nn.Module:

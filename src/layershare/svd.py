@@ -9,9 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .config import INITS  # noqa: F401  (the choices live with ShareConfig, torch-free)
 from .errors import LayershareError
-
-INITS = ("mean", "first", "stepwise", "scratch")
 
 
 def truncated_svd(W: Tensor, rank: int) -> tuple[Tensor, Tensor]:

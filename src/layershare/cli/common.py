@@ -9,7 +9,7 @@ from ..arch import KINDS
 from ..config import STACKS
 from ..errors import LayershareError
 from ..plan import STRATEGIES
-from ..svd import INITS
+from ..config import INITS
 
 
 def strategy_arg(text: str):

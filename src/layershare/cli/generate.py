@@ -4,12 +4,15 @@ and in how much memory.
     layershare generate smollm2-135m --prompt "The jury said" [--max-new-tokens 50]
     layershare generate compact/ --prompt "..."        # a layershare checkpoint
     layershare generate runs/lm --prompt "The jury said"   # a training run directory
+    layershare generate deploy/ --prompt "..." [--runtime onnx]  # an ONNX export
 
 MODEL is a layershare compact checkpoint of a transformers model, a transformers model
 directory, a .gguf file, a short name (formats/pretrained.py) or a language-model run
 directory written by ``layershare train``. Prints the text, then prefill and decode tokens/s
 and the process's peak resident memory (see :mod:`layershare.infer`; a run directory's
 reference model decodes through its own loop, so only the total time is given there).
+An ONNX export (``layershare export --format onnx``) runs greedily with ONNX Runtime alone:
+that path imports neither torch nor transformers (layershare/deploy/ort_generate.py).
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ def add_commands(sub) -> None:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runtime", choices=("torch", "onnx"), default=None,
+                   help="default: onnx for an ONNX export directory, else torch")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
     p.set_defaults(func=cmd_generate)
 
 
@@ -49,7 +55,12 @@ def cmd_generate(args) -> None:
         raise LayershareError("generate: --prompt is empty")
     if args.max_new_tokens < 1:
         raise LayershareError(f"generate: --max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    if _is_run_dir(Path(args.model)):
+    runtime = args.runtime or ("onnx" if (Path(args.model) / "onnx.json").is_file() else "torch")
+    if runtime == "onnx":
+        _generate_onnx(args)
+    elif (Path(args.model) / "onnx.json").is_file():
+        raise LayershareError(f"{args.model} is an ONNX export; run it with --runtime onnx")
+    elif _is_run_dir(Path(args.model)):
         _generate_run(args)
     else:
         _generate_causal_lm(args)
@@ -94,6 +105,21 @@ def _generate_causal_lm(args) -> None:
     out, timing = timed_generate(model, ids, args.max_new_tokens, **options)
     print(tokenizer.decode(out[0], skip_special_tokens=True))
     print(f"{timing.summary()}; peak RSS {peak_rss_bytes() / 2**20:.0f} MiB")
+
+
+def _generate_onnx(args) -> None:
+    """Greedy decoding with ONNX Runtime; no torch import on this path."""
+    from ..deploy.ort_generate import OrtCausalLM, eos_ids, load_tokenizer
+    from ..measure import peak_rss_bytes
+
+    if args.sample:
+        raise LayershareError("generate --runtime onnx decodes greedily; drop --sample")
+    model = OrtCausalLM(args.model, threads=args.threads)
+    tok = load_tokenizer(args.tokenizer or args.model)
+    ids = tok.encode(args.prompt).ids
+    out, timing = model.greedy(ids, args.max_new_tokens, eos=eos_ids(args.model))
+    print(tok.decode(ids + out, skip_special_tokens=True))
+    print(f"{timing.summary()}; peak RSS {peak_rss_bytes() / 2**20:.0f} MiB (ONNX Runtime)")
 
 
 def _generate_run(args) -> None:

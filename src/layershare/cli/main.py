@@ -6,6 +6,7 @@
     layershare train | translate            (cli/train.py)
     layershare distill STUDENT --teacher SRC  (cli/distill.py)
     layershare generate                     (cli/generate.py)
+    layershare export                       (cli/export.py)
     layershare data prepare NAME            (cli/data.py)
     layershare eval-speech MODEL --data SET   (cli/speech.py)
 
@@ -27,9 +28,9 @@ import argparse
 import sys
 
 from ..errors import LayershareError, first_line
-from . import compress, data, distill, evaluate, generate, share, speech, train
+from . import compress, data, distill, evaluate, export, generate, share, speech, train
 
-GROUPS = (share, compress, evaluate, train, distill, generate, data, speech)
+GROUPS = (share, compress, evaluate, train, distill, generate, export, data, speech)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -13,21 +13,31 @@ import os
 import shutil
 from pathlib import Path
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ..errors import LayershareError, first_line
 from .pretrained import resolve
-from .whisper import is_ctranslate2_dir
+
+if TYPE_CHECKING:  # torch is imported where a model is loaded, not to read a tokenizer
+    from torch import nn
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def quiet_transformers() -> None:
-    """Errors only, no progress bars: the command line prints its own summary."""
-    from transformers.utils import logging
+    """Errors only, no progress bars: the command line prints its own summary.
 
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
+    Through the environment when transformers is not imported yet (so that a command that
+    never needs it -- ``generate --runtime onnx`` -- does not pay for importing it)."""
+    import sys
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:
+        from transformers.utils import logging
+
+        logging.set_verbosity_error()
+        logging.disable_progress_bar()
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "vocab.txt", "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json")
@@ -41,6 +51,7 @@ def from_local(src: str | os.PathLike) -> nn.Module:
     if not src.exists():
         raise LayershareError(f"{src}: no such file or directory")
     kwargs = {}
+    from .whisper import is_ctranslate2_dir
     if is_ctranslate2_dir(src):
         from .whisper import from_ctranslate2
         return from_ctranslate2(src)
@@ -122,6 +133,7 @@ def auto_tokenizer(src: str | os.PathLike):
 
     src = resolve(src)
     kwargs = {}
+    from .whisper import is_ctranslate2_dir
     if is_ctranslate2_dir(src):
         from .whisper import tokenizer
         return tokenizer(src)

@@ -1,0 +1,1 @@
+"""Serving an exported model without PyTorch: ONNX Runtime generation (ort_generate.py)."""

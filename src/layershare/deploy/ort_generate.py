@@ -1,0 +1,134 @@
+"""Greedy generation and perplexity with ONNX Runtime alone: numpy, onnxruntime, tokenizers.
+
+No torch and no transformers are imported on this path (a test checks ``sys.modules``), so
+the memory and start-up measured here are what a deployment pays. The graph is the
+``causal-lm`` layout of :mod:`layershare.formats.onnx_export`: a first call over the prompt
+with an empty past (length 0), then one call per new token with the presents fed back.
+
+Timing follows :mod:`layershare.infer`: prefill is the first call (the whole prompt, up to the
+first next-token scores), decode the ``N - 1`` calls after it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import LayershareError
+from ..formats.onnx import META, ONNX_FILE, ort_session
+from ..measure import GenerationTiming
+
+
+def read_export(directory: str | Path) -> dict:
+    """The export's ``onnx.json``; one line if ``directory`` is not a layershare ONNX export."""
+    path = Path(directory)
+    if not path.is_dir():
+        raise LayershareError(f"{path}: no such directory")
+    try:
+        meta = json.loads((path / META).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LayershareError(f"{path}: not a layershare ONNX export (no {META})") from None
+    except (OSError, ValueError) as exc:
+        raise LayershareError(f"{path / META}: cannot be read ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("task") not in ("causal-lm", "encoder"):
+        raise LayershareError(f"{path / META}: not a layershare ONNX export description")
+    if not (path / ONNX_FILE).is_file():
+        raise LayershareError(f"{path}: the export has no {ONNX_FILE}")
+    return meta
+
+
+class OrtCausalLM:
+    """A causal LM exported by ``layershare export --format onnx``, run by ONNX Runtime."""
+
+    def __init__(self, directory: str | Path, threads: int | None = None, prepack: bool = True):
+        self.directory = Path(directory)
+        self.meta = read_export(self.directory)
+        if self.meta["task"] != "causal-lm":
+            raise LayershareError(f"{self.directory} is an exported {self.meta['task']}, not a "
+                                  "causal language model")
+        self.session = ort_session(self.directory / ONNX_FILE, threads, prepack)
+        self.past_names = [n for n in self.meta["inputs"] if n.startswith("past_key_values.")]
+        self.past_shapes = self.meta["past_shapes"]  # per layer: (kv-heads, head-dim)
+
+    def empty_past(self, batch: int = 1) -> list[np.ndarray]:
+        return [np.zeros((batch, heads, 0, dim), np.float32)
+                for heads, dim in self.past_shapes for _ in (0, 1)]
+
+    def step(self, ids: np.ndarray, past: list[np.ndarray]) -> tuple[np.ndarray, list]:
+        """(logits, presents) for ``ids`` (batch x new) after ``past``."""
+        batch, new = ids.shape
+        start = past[0].shape[2]
+        feed = {"input_ids": ids.astype(np.int64),
+                "attention_mask": np.ones((batch, start + new), np.int64),
+                "position_ids": np.broadcast_to(np.arange(start, start + new, dtype=np.int64),
+                                                (batch, new)).copy()}
+        feed.update(zip(self.past_names, past))
+        logits, *present = self.session.run(None, feed)
+        return logits, present
+
+    def greedy(self, prompt: list[int], max_new_tokens: int, eos: set[int] | None = None,
+               exact: bool = False) -> tuple[list[int], GenerationTiming]:
+        """Greedy continuation of ``prompt`` (token ids). ``exact``: ``max_new_tokens`` new
+        tokens whatever they are; else stop after an ``eos`` token."""
+        if not prompt:
+            raise LayershareError("generate: the prompt encodes to no tokens")
+        eos = set() if exact else (eos or set())
+        out, times = [], []
+        start = time.perf_counter()
+        logits, past = self.step(np.array([prompt]), self.empty_past())
+        while True:
+            token = int(np.argmax(logits[0, -1]))
+            times.append(time.perf_counter())
+            out.append(token)
+            if len(out) >= max_new_tokens or token in eos:
+                break
+            logits, past = self.step(np.array([[token]]), past)
+        timing = GenerationTiming(prompt_tokens=len(prompt), new_tokens=len(out),
+                                  prefill_s=times[0] - start, decode_s=times[-1] - times[0],
+                                  decode_steps=len(times) - 1)
+        return out, timing
+
+    def nll(self, windows: np.ndarray) -> tuple[float, int]:
+        """(summed NLL, predicted tokens) over ``windows`` (N x L ids), one window per call,
+        predicting tokens 2..L of each (the protocol of :mod:`layershare.evaluate.perplexity`)."""
+        total, count = 0.0, 0
+        for window in windows:
+            logits, _ = self.step(window[None, :], self.empty_past())
+            logits = logits[0, :-1].astype(np.float64)
+            top = logits.max(axis=-1, keepdims=True)
+            logz = np.log(np.exp(logits - top).sum(axis=-1)) + top[:, 0]
+            targets = window[1:]
+            total += float((logz - logits[np.arange(len(targets)), targets]).sum())
+            count += len(targets)
+        return total, count
+
+    def perplexity(self, windows: np.ndarray) -> float:
+        total, count = self.nll(windows)
+        return math.exp(total / count)
+
+
+def load_tokenizer(directory: str | Path):
+    """The ``tokenizers`` tokenizer the export carries (``tokenizer.json``)."""
+    from tokenizers import Tokenizer
+
+    path = Path(directory) / "tokenizer.json"
+    if not path.is_file():
+        raise LayershareError(f"{directory}: the export has no tokenizer.json (export from a "
+                              "model directory that has one)")
+    return Tokenizer.from_file(str(path))
+
+
+def eos_ids(directory: str | Path) -> set[int]:
+    """End-of-sequence ids from the export's generation_config.json / config.json."""
+    ids: set[int] = set()
+    for name in ("generation_config.json", "config.json"):
+        try:
+            value = json.loads((Path(directory) / name).read_text()).get("eos_token_id")
+        except (OSError, ValueError):
+            continue
+        ids.update(v for v in (value if isinstance(value, list) else [value]) if isinstance(v, int))
+    return ids
