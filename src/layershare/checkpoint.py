@@ -21,6 +21,7 @@ directory is ever replaced), so a crash never leaves a half-written checkpoint.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import shutil
@@ -286,6 +287,12 @@ def _parameters_on_meta():
     once. Buffers stay real: non-persistent ones (rotary ``inv_freq``...) are computed in
     ``__init__`` and are not in the checkpoint.
     """
+    # transformers keeps its own references to torch's init functions, taken when its
+    # ``initialization`` module is first imported: were that inside this window, every later
+    # model of the process would keep the no-op (buffers such as BERT's token_type_ids left
+    # as uninitialised memory). Import it first.
+    with contextlib.suppress(ImportError):
+        importlib.import_module("transformers.initialization")
     register = nn.Module.register_parameter
 
     def on_meta(module, name, param):
