@@ -31,6 +31,8 @@ def _storages(tensors) -> int:
     for t in tensors:
         if t is None or not torch.is_tensor(t) or t.device.type == "meta":
             continue
+        if hasattr(t, "to_local"):  # an FSDP2 / tensor-parallel DTensor: this rank's shard
+            t = t.to_local()
         s = t.untyped_storage()
         seen[(t.device.type, s.data_ptr())] = s.nbytes()
     return sum(seen.values())
