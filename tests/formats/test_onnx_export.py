@@ -129,14 +129,14 @@ def test_export_fails_loudly_and_writes_nothing_when_a_tensor_is_duplicated(
     _, checkpoint, _, _ = onnx_exports("llama-residual")
     real = ox.export_graph
 
-    def duplicating(model, directory, opset):
-        info = real(model, directory, opset)
-        g = onnx.load(str(directory / "model.onnx"))
+    def duplicating(model, path, opset):
+        info = real(model, path, opset)
+        g = onnx.load(str(path))
         shared = next(i for i in g.graph.initializer if i.name.endswith("k_proj.shared"))
         g.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(shared), "x"))
         user = next(n for n in g.graph.node if shared.name in n.input)
         user.input[list(user.input).index(shared.name)] = "x"
-        onnx.save_model(g, str(directory / "model.onnx"))
+        onnx.save_model(g, str(path))
         return info
 
     monkeypatch.setattr(ox, "export_graph", duplicating)

@@ -112,7 +112,7 @@ def export(src, out, format: str = "onnx", opset: int = DEFAULT_OPSET,
         from .onnx_check import check_shared_once
         from .onnx_export import export_graph, sample_inputs
 
-        info = export_graph(model, tmp, opset)
+        info = export_graph(model, tmp / ONNX_FILE, opset)
         tensors = {k: v.float().numpy() for k, v in unique_state(model).items()}
         sizes = check_shared_once(tmp / ONNX_FILE, tensors)
         feed = sample_inputs(model, info["task"], seed=1)

@@ -37,7 +37,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import LayershareError
-from .onnx import DEFAULT_OPSET, ONNX_FILE
 
 
 def task_of(model: nn.Module) -> str:
@@ -169,9 +168,9 @@ def _to_fp32(model: nn.Module) -> None:
                 t.data = t.data.float()
 
 
-def export_graph(model: nn.Module, directory: Path, opset: int = DEFAULT_OPSET) -> dict:
-    """Write ``directory/model.onnx`` (+ ``model.onnx.data``, the weights) for ``model`` in
-    fp32; returns the graph description stored in the export's metadata."""
+def export_graph(model: nn.Module, path: Path, opset: int) -> dict:
+    """Write the ONNX file ``path`` (+ ``path.data``, the weights) for ``model`` in fp32;
+    returns the graph description stored in the export's metadata."""
     from ..residual import set_path
 
     task = task_of(model)
@@ -200,13 +199,13 @@ def export_graph(model: nn.Module, directory: Path, opset: int = DEFAULT_OPSET) 
     set_path(model, "factored")
     try:
         with torch.no_grad():
-            torch.onnx.export(wrapper, args, str(directory / ONNX_FILE), dynamo=True,
+            torch.onnx.export(wrapper, args, str(path), dynamo=True,
                               opset_version=opset, input_names=names, output_names=outputs,
                               dynamic_shapes=shapes, external_data=True, verbose=False,
                               optimize=True)
     finally:
         set_path(model, None)
-    _strip_metadata(directory / ONNX_FILE)
+    _strip_metadata(path)
     info = {"task": task, "opset": opset, "inputs": names, "outputs": outputs}
     if task == "causal-lm":
         info.update(num_layers=layers, past_shapes=[list(feed[n].shape[1:2]) + [
