@@ -120,24 +120,32 @@ def test_state_dict_save_load_merge_count_unchanged(tmp_path):
                                    rtol=1e-4, atol=1e-4)
 
 
+def _dense_shaped(shapes, exclude):
+    """Live tensors whose last two dims are one of `shapes`; tensors left by other tests
+    (e.g. the ONNX exporter's fake tensors, whose shapes are symbolic) are skipped."""
+    gc.collect()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # isinstance() on torch's deprecated module aliases
+        return [o for o in gc.get_objects() if isinstance(o, torch.Tensor)
+                and id(o) not in exclude and o.dim() >= 2
+                and all(type(s) is int for s in o.shape) and tuple(o.shape[-2:]) in shapes]
+
+
 def test_eval_holds_no_dense_shaped_tensor():
     model = _residual()
+    modules = [m for m in model.modules() if isinstance(m, ResidualLinear)]
+    dense_shapes = {tuple(m.shared.shape) for m in modules}
+    before = {id(t) for t in _dense_shaped(dense_shapes, set())}
     x = torch.randint(VOCAB, (1, 8))
     model.train()
     model(input_ids=x, labels=x).loss.backward()
     model.eval()
     with torch.no_grad():
         model(input_ids=x[:, :1])  # one token: the factored path
-    modules = [m for m in model.modules() if isinstance(m, ResidualLinear)]
     assert all(m._banked is None and m._cache is None for m in modules)
     # the compact tensors and their gradients (S's is dense-shaped: it is a gradient)
     own = {id(t) for p in model.parameters() for t in (p, p.grad) if t is not None}
-    dense_shapes = {tuple(m.shared.shape) for m in modules}
-    gc.collect()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # isinstance() on torch's deprecated module aliases
-        held = [o for o in gc.get_objects() if isinstance(o, torch.Tensor)
-                and id(o) not in own and o.dim() >= 2 and tuple(o.shape[-2:]) in dense_shapes]
+    held = _dense_shaped(dense_shapes, own | before)
     assert not held, [tuple(t.shape) for t in held]
 
 
