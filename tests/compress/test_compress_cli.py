@@ -87,3 +87,12 @@ def test_unknown_short_name_says_which_are_known(capsys):
     from layershare.formats.pretrained import locate
     with pytest.raises(layershare.LayershareError, match="known: smollm2-135m"):
         locate("smollm3-1b")
+
+
+@pytest.mark.parametrize("method, group_size", [("lowrank", 1), ("residual", 2)])
+def test_default_group_size_follows_the_method(tmp_path, llama_dir, method, group_size):
+    out = tmp_path / "small"
+    assert main(["compress", str(llama_dir / "model"), "--method", method, "--keep", "0.8",
+                 "--calib", str(llama_dir / "text.txt"), "--calib-tokens", "32", "--seq-len",
+                 "16", "--quiet", "--out", str(out)]) == 0
+    assert layershare.load(out).layershare_config.group_size == group_size

@@ -25,12 +25,21 @@ def _keep(text: str) -> float:
     return value
 
 
+def _group_size(args) -> int:
+    """The default K depends on the method (benchmarks/results/pretrained.md)."""
+    if args.group_size is not None:
+        return args.group_size
+    return 1 if args.method == "lowrank" else 2
+
+
 def add_commands(sub) -> None:
     p = sub.add_parser("compress", help="compress a pretrained model, calibrated on real text")
     p.add_argument("src", help="transformers directory, .gguf file or short name (smollm2-135m, "
                                "minilm-l6)")
     p.add_argument("--method", required=True, choices=METHODS)
-    p.add_argument("--group-size", type=int, default=2, help="layers per sharing group (K)")
+    p.add_argument("--group-size", type=int, default=None,
+                   help="layers per sharing group (K); default 1 for lowrank (per-layer SVD-LLM, "
+                        "which beat Basis Sharing K=2 at every budget measured) and 2 otherwise")
     size = p.add_mutually_exclusive_group(required=True)
     size.add_argument("--rank", type=int, help="one rank for every matrix")
     size.add_argument("--keep", type=_keep, help="fraction of the stack's matrix parameters kept")
@@ -89,7 +98,7 @@ def cmd_compress(args) -> None:
         calib = calibration_batches(auto_tokenizer(args.src), args.calib, args.calib_tokens,
                                     args.seq_len, args.batch_size)
     result = compress(model, calib, method=args.method, keep=args.keep, rank=args.rank,
-                      group_size=args.group_size, allocate=args.allocate,
+                      group_size=_group_size(args), allocate=args.allocate,
                       sequential=args.sequential, target=args.target, progress=not args.quiet,
                       strategy=args.strategy, init=args.init, diag=args.diag,
                       matrices=[m for m in args.matrices.split(",") if m], stacks=args.stacks,
