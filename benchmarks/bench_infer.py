@@ -10,8 +10,13 @@ Models (``--models``):
   ``cache_merged=True``, the old per-layer cache); ``lowrank`` (K=1, r=128: about the
   residual's size); ``tied`` (K=6).
 * ``smollm2``: SmolLM2-135M-Instruct (``smollm2-135m``, GGUF dequantised to fp32). Variants:
-  ``dense``; ``residual`` (K=3, r=48) and ``lowrank`` (K=1, r=168), both data-free
-  ``convert`` (SVD of the weights, no calibration) at about half the layer parameters.
+  ``dense``; the best residual and the best lowrank setting of ``layershare compress`` at keep
+  0.5 (benchmarks/results/pretrained.md), read from ``--artifacts``: ``residual`` =
+  ``res3-k0.5`` (residual K=3), ``residual-cache`` (the same, ``cache_merged=True``),
+  ``lowrank`` = ``svd1-k0.5`` (per-layer whitened SVD, K=1). Made by
+  ``layershare compress smollm2-135m --method residual --group-size 3 --keep 0.5 --calib brown
+  --calib-tokens 8192 --out ARTIFACTS/res3-k0.5`` and ``--method lowrank --group-size 1``
+  (``svd1-k0.5``).
 
 Every checkpoint is written once with ``layershare.save`` under ``--work`` (dense ones too)
 and loaded with ``layershare.load``. A child process (this script, ``--child``) imports
@@ -57,8 +62,9 @@ MODELS = {
              "lowrank": dict(method="lowrank", group_size=1, rank=128),
              "tied": dict(method="tied", group_size=6)},
     "smollm2": {"dense": None,
-                "residual": dict(method="residual", group_size=3, rank=48),
-                "lowrank": dict(method="lowrank", group_size=1, rank=168)},
+                "residual": "@res3-k0.5",  # @NAME: a `compress` output under --artifacts
+                "residual-cache": "residual",
+                "lowrank": "@svd1-k0.5"},
 }
 
 
@@ -74,11 +80,17 @@ def base_model(name: str):
     return from_local("smollm2-135m")
 
 
-def setup(name: str, work: Path) -> dict[str, Path]:
+def setup(name: str, work: Path, artifacts: Path) -> dict[str, Path]:
     """Write each variant's checkpoint once (skipped when present); variant -> directory."""
     import layershare
     dirs = {}
     for variant, spec in MODELS[name].items():
+        if isinstance(spec, str) and spec.startswith("@"):  # made by `layershare compress`
+            dirs[variant] = artifacts / spec[1:]
+            if not (dirs[variant] / "layershare.json").is_file():
+                raise SystemExit(f"{variant}: no compact checkpoint at {dirs[variant]} "
+                                 "(see this script's docstring for the compress command)")
+            continue
         if isinstance(spec, str):  # the same checkpoint loaded another way
             dirs[variant] = dirs[spec]
             continue
@@ -140,8 +152,8 @@ def layer_dense_bytes(directory: Path) -> int:
     return c.dense_layer_params * 4 // max(1, c.layers) if hasattr(c, "layers") else 0
 
 
-def run(name: str, rounds: int, work: Path, malloc_threshold: int) -> dict:
-    dirs = setup(name, work)
+def run(name: str, rounds: int, work: Path, malloc_threshold: int, artifacts: Path) -> dict:
+    dirs = setup(name, work, artifacts)
     variants = list(MODELS[name])
     rows = {v: [] for v in variants}
     env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "TOKENIZERS_PARALLELISM": "false"}
@@ -201,6 +213,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/bench_infer"))
     ap.add_argument("--malloc-mmap-threshold", type=int, default=131072,
                     help="glibc MALLOC_MMAP_THRESHOLD_ for the children (0: glibc's default)")
+    ap.add_argument("--artifacts", type=Path, default=Path("/work/artifacts/smollm2"),
+                    help="where the smollm2 `compress` outputs (res3-k0.5, svd1-k0.5) are")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--cache", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -210,11 +224,14 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     for name in args.models.split(","):
         start = time.perf_counter()
-        result = run(name, args.rounds, args.work, args.malloc_mmap_threshold)
+        load = os.getloadavg()[0]
+        result = run(name, args.rounds, args.work, args.malloc_mmap_threshold, args.artifacts)
         result["wall_s"] = time.perf_counter() - start
+        result["load_1min_start_end"] = [load, os.getloadavg()[0]]
         (RESULTS / f"inference-{name}.json").write_text(json.dumps(result, indent=1) + "\n")
         print("\n".join(table(name, result)))
-        print(f"{name}: {result['wall_s']:.0f} s")
+        print(f"{name}: {result['wall_s']:.0f} s, load average {load:.2f} -> "
+              f"{result['load_1min_start_end'][1]:.2f}")
 
 
 if __name__ == "__main__":

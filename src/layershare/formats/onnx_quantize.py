@@ -8,7 +8,9 @@ the layout of ONNX Runtime's ``com.microsoft.MatMulNBits`` with ``bits=8``: ``B`
 the activations to int8 on the fly (``accuracy_level`` 4, :data:`ACCURACY_LEVEL`); the
 embedding lookup dequantizes the gathered rows to fp32.
 
-What is quantized: every ``MatMul`` whose ``B`` is a 2-D float initializer, every ``Gemm``
+What is quantized: every ``MatMul`` whose ``B`` is a 2-D float initializer or its
+``Transpose`` (the form the exporter gives ``F.linear`` on 3-D input when a weight is read
+by several nodes: a Basis Sharing basis; the ``Transpose`` is then dropped), every ``Gemm``
 (``alpha = beta = 1``) with an initializer ``B`` (its bias becomes an ``Add``) and every
 ``Gather`` over a 2-D float initializer (embedding tables), when the input dimension ``K``
 is at least one block. Norm weights, biases, per-layer diagonals and thin factors with
@@ -68,6 +70,10 @@ class _Rewriter:
         self.from_array = numpy_helper.from_array
         self.cache: dict[tuple[str, bool], tuple[str, str, int, int]] = {}
         self.new_inits, self.counter = [], 0
+        # output of Transpose(perm 1,0) of an initializer -> that initializer
+        self.transposed = {n.output[0]: n.input[0] for n in self.graph.node
+                           if n.op_type == "Transpose" and n.input[0] in self.init
+                           and list(_attr(n, "perm", [1, 0])) == [1, 0]}
 
     def name(self, base: str) -> str:
         self.counter += 1
@@ -123,6 +129,7 @@ def quantize_int8(path: str | Path) -> dict:
         new = _rewrite(rw, node, helper)
         quantized += new is not None
         nodes += new if new is not None else [node]
+    nodes = _live(nodes, {o.name for o in model.graph.output})
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     used = {i for n in nodes for i in n.input}
@@ -143,6 +150,13 @@ def quantize_int8(path: str | Path) -> dict:
 
 def _rewrite(rw: _Rewriter, node, helper):
     """Replacement nodes for ``node``, or None to keep it."""
+    if node.op_type == "MatMul" and len(node.input) == 2 and node.input[1] in rw.transposed:
+        source = rw.transposed[node.input[1]]  # B = W^T: W is already the N x K rows
+        w = rw.float2d(source)
+        if w is None or w.shape[1] < BLOCK:
+            return None
+        bq, bs, k, n = rw.quantized(source, transpose=False)
+        return [_matmul_nbits(node.input[0], bq, bs, k, n, node.output[0], node.name, helper)]
     if node.op_type == "MatMul" and len(node.input) == 2:
         w = rw.float2d(node.input[1])
         if w is None or w.shape[0] < BLOCK:
@@ -172,8 +186,20 @@ def _rewrite(rw: _Rewriter, node, helper):
     return None
 
 
+def _live(nodes: list, outputs: set[str]) -> list:
+    """``nodes`` without those whose outputs nobody reads any more (a ``Transpose`` of a
+    weight that every reader now takes quantized), repeated until nothing changes."""
+    while True:
+        read = outputs | {i for n in nodes for i in n.input}
+        kept = [n for n in nodes if any(o in read for o in n.output)]
+        if len(kept) == len(nodes):
+            return kept
+        nodes = kept
+
+
 def _matmul_nbits(a, bq, bs, k, n, out, name, helper):
-    return helper.make_node("MatMulNBits", [a, bq, bs], [out], name=f"{name}_q8", domain=MS_DOMAIN,
+    return helper.make_node("MatMulNBits", [a, bq, bs], [out], name=f"{name or out}_q8",
+                            domain=MS_DOMAIN,
                             K=k, N=n, bits=8, block_size=BLOCK, accuracy_level=ACCURACY_LEVEL)
 
 
