@@ -3,8 +3,11 @@
     python benchmarks/bench_deploy.py --out runs/deploy [--windows 16] [--rows dense,svd-k0.5,...]
         [--artifacts /work/artifacts/smollm2]
 
-Rows: SmolLM2-135M dense, and the compressed layershare checkpoints in ARTIFACTS (svd-k0.5,
-res3-k0.5, svd-k0.8, res3-k0.8), each exported with ``layershare.formats.onnx.export``
+Rows: SmolLM2-135M dense, and the compressed layershare checkpoints in ARTIFACTS, each made by
+``layershare compress smollm2-135m --calib brown --calib-tokens 8192 --keep F``: ``svd1-kF``
+(``--method lowrank --group-size 1``: per-layer whitened SVD, the best lowrank setting),
+``res3-kF`` (``--method residual --group-size 3``, the best residual one) at F = 0.5 and 0.8,
+and ``svd-k0.5`` (``--method lowrank --group-size 2``: Basis Sharing K=2), each exported with ``layershare.formats.onnx.export``
 (fp32; the exporter's own checks run) and quantized with ``onnx_quantize.quantize_int8``
 (what ``--quantize int8`` runs, applied to a copy of the fp32 export). Every row runs in a
 FRESH subprocess with ONNX Runtime alone (no torch imported; layershare/deploy): peak RSS
@@ -31,7 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-ROWS = ("dense", "res3-k0.5", "svd-k0.5", "res3-k0.8", "svd-k0.8")
+ROWS = ("dense", "svd1-k0.8", "res3-k0.8", "svd1-k0.5", "res3-k0.5", "svd-k0.5")
+LABELS = {"svd-k0.5": "bs2-k0.5"}  # the artifact's name predates the K=1 default
 PROMPTS, PROMPT_LEN, NEW = 5, 32, 128
 
 
@@ -202,7 +206,7 @@ def report(out: Path, rows: list[dict]) -> None:
     for r in rows:
         gap = r["ppl_ort"] / r["ppl_torch"] - 1
         lines.append(
-            f"| {r['row']} | {r['dtype']} | {r['file_bytes'] / mib:.1f} | "
+            f"| {LABELS.get(r['row'], r['row'])} | {r['dtype']} | {r['file_bytes'] / mib:.1f} | "
             f"{r['file_bytes'] / r['unique_bytes']:.3f} | {r['peak_rss'] / mib:.0f} | "
             f"{r['prefill_ms']:.0f} | {r['decode_tps']:.1f} | {r['ppl_torch']:.2f} | "
             f"{r['ppl_ort']:.2f} | {gap * 100:+.2f}% | "
@@ -214,7 +218,8 @@ def report(out: Path, rows: list[dict]) -> None:
         ax.scatter([r["file_bytes"] / mib for r in sel], [r["ppl_ort"] for r in sel],
                    marker=marker, label=f"ONNX Runtime {dtype}")
         for r in sel:
-            ax.annotate(r["row"], (r["file_bytes"] / mib, r["ppl_ort"]), fontsize=7,
+            ax.annotate(LABELS.get(r["row"], r["row"]), (r["file_bytes"] / mib, r["ppl_ort"]),
+                        fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("file size (MiB, model.onnx + data)")
     ax.set_ylabel(f"perplexity, Brown test ({rows[0]['windows']} x 512 tokens)")

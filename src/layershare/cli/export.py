@@ -23,7 +23,7 @@ def add_commands(sub) -> None:
     p.add_argument("--out", required=True, type=out_arg)
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     p.add_argument("--quantize", default=None, help=f"{' | '.join(QUANTIZE)}: weight-only, "
-                                                    "blockwise (32) int8")
+                                                    "blockwise (32); int4 keeps the embedding int8")
     add_overwrite(p)
     p.set_defaults(func=cmd_export)
 
@@ -40,8 +40,9 @@ def cmd_export(args) -> None:
     print(f"wrote {out}: {meta['task']}, {fp32['initializers']} initializers, unique weights "
           f"{fp32['unique_bytes'] / 2**20:.2f} MiB, fp32 file {fp32['file_bytes'] / 2**20:.2f} MiB, "
           f"ORT vs PyTorch {fp32['max_rel_error']:.1e}")
-    if meta.get("int8"):
-        q = meta["int8"]
-        print(f"int8: {q['quantized_tensors']} tensors quantized, file "
-              f"{q['file_bytes'] / 2**20:.2f} MiB, ORT int8 vs PyTorch fp32 "
+    if meta.get("quantize"):
+        kind = meta["quantize"]
+        q = meta[kind]
+        print(f"{kind}: {q['quantized_tensors']} tensors quantized, file "
+              f"{q['file_bytes'] / 2**20:.2f} MiB, ORT {kind} vs PyTorch fp32 "
               f"{q['max_rel_error']:.1e}")

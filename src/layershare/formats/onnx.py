@@ -14,9 +14,9 @@ directory appears (a failed check leaves no output, :mod:`layershare.outputs`):
    hash, transposed copies included) -- fail otherwise;
 2. ONNX Runtime's outputs on an example input equal PyTorch's (fp32: within
    :data:`FP32_TOLERANCE` of the largest logit magnitude) -- fail otherwise;
-3. with ``quantize="int8"`` (:mod:`layershare.formats.onnx_quantize`), each quantized
-   tensor is again stored once, and the int8 outputs are reported against fp32 (not
-   failed: how close int8 gets is the user's call; ``onnx.json`` records it).
+3. with ``quantize="int8"`` or ``"int4"`` (:mod:`layershare.formats.onnx_quantize`), each
+   quantized tensor is again stored once, and the quantized outputs are reported against
+   fp32 (not failed: how close they get is the user's call; ``onnx.json`` records it).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ ONNX_FILE = "model.onnx"
 DEFAULT_OPSET = 18
 META = "onnx.json"
 FORMATS = ("onnx",)
-QUANTIZE = ("int8",)
+QUANTIZE = ("int8", "int4")  # weight-only, blockwise (formats/onnx_quantize.py)
 FP32_TOLERANCE = 1e-4  # relative to max |output|: ORT and PyTorch differ by float round-off
 
 
@@ -122,11 +122,11 @@ def export(src, out, format: str = "onnx", opset: int = DEFAULT_OPSET,
                                   f"{error:.2e} (relative), more than {FP32_TOLERANCE}")
         meta = dict(info, format=1, quantize=None, fp32=dict(sizes, max_rel_error=error),
                     source=str(src), model_class=type(model).__name__)
-        if quantize == "int8":
-            from .onnx_quantize import quantize_int8
-            qsizes = quantize_int8(tmp / ONNX_FILE)
-            meta.update(quantize="int8", int8=dict(qsizes, max_rel_error=compare(
-                tmp / ONNX_FILE, model, feed)))
+        if quantize is not None:
+            from .onnx_quantize import quantize_weights
+            qsizes = quantize_weights(tmp / ONNX_FILE, bits=int(quantize[3:]))
+            meta.update({"quantize": quantize, quantize: dict(qsizes, max_rel_error=compare(
+                tmp / ONNX_FILE, model, feed))})
         save_tokenizer(tok_src, tmp)
         model.config.save_pretrained(tmp)
         if getattr(model, "generation_config", None) is not None:

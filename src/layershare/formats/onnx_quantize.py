@@ -1,4 +1,4 @@
-"""Weight-only int8 for an exported graph, each shared tensor quantized once.
+"""Weight-only int8 (or int4) for an exported graph, each shared tensor quantized once.
 
 Scheme: blockwise symmetric int8 along the input dimension (blocks of :data:`BLOCK` = 32
 values, one fp32 scale per block: ``q = round(w / s) + 128``, ``s = max|w_block| / 127``),
@@ -7,6 +7,12 @@ the layout of ONNX Runtime's ``com.microsoft.MatMulNBits`` with ``bits=8``: ``B`
 ``N * ceil(K / 32)``, zero point the default ``2^(bits-1) = 128``. The kernel quantizes
 the activations to int8 on the fly (``accuracy_level`` 4, :data:`ACCURACY_LEVEL`); the
 embedding lookup dequantizes the gathered rows to fp32.
+
+``bits=4`` (``--quantize int4``, the rival at fewer bytes than int8): the same blocks with
+``q = round(w / s) + 8``, ``s = max|w_block| / 7``, two values per byte (the even one in the
+low nibble: ``B`` is ``N x kb x 16``), zero point 8. Tables read by a ``Gather`` (the embedding,
+tied to the head in SmolLM2) stay int8 so that one stored tensor serves both readers; every
+other matrix is int4 (the usual "int4 layers, int8 embedding" recipe).
 
 What is quantized: every ``MatMul`` whose ``B`` is a 2-D float initializer or its
 ``Transpose`` (the form the exporter gives ``F.linear`` on 3-D input when a weight is read
@@ -41,34 +47,42 @@ ACCURACY_LEVEL = 4
 MS_DOMAIN = "com.microsoft"
 
 
-def quantize_blocks(weight: np.ndarray, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
-    """``weight`` (N x K, fp32) -> (uint8 N x kb x block, fp32 scales N*kb)."""
+def quantize_blocks(weight: np.ndarray, block: int = BLOCK,
+                    bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """``weight`` (N x K, fp32) -> (uint8 N x kb x block*bits/8, fp32 scales N*kb)."""
     n, k = weight.shape
     kb = -(-k // block)
+    top = 2 ** (bits - 1) - 1  # 127 or 7
     padded = np.zeros((n, kb * block), np.float32)
     padded[:, :k] = weight
     blocks = padded.reshape(n, kb, block)
-    scale = np.abs(blocks).max(axis=2) / 127.0
+    scale = np.abs(blocks).max(axis=2) / top
     scale[scale == 0] = 1.0
-    q = np.clip(np.rint(blocks / scale[..., None]), -127, 127) + 128
-    return q.astype(np.uint8), scale.astype(np.float32).reshape(-1)
+    q = (np.clip(np.rint(blocks / scale[..., None]), -top, top) + top + 1).astype(np.uint8)
+    if bits == 4:
+        q = q[..., 0::2] | (q[..., 1::2] << 4)
+    return q, scale.astype(np.float32).reshape(-1)
 
 
-def dequantize_blocks(q: np.ndarray, scale: np.ndarray, k: int) -> np.ndarray:
+def dequantize_blocks(q: np.ndarray, scale: np.ndarray, k: int, bits: int = 8) -> np.ndarray:
     """The fp32 ``N x K`` weight that (``q``, ``scale``) stand for."""
+    if bits == 4:
+        q = np.stack([q & 15, q >> 4], axis=-1).reshape(*q.shape[:2], -1)
     n, kb, block = q.shape
-    w = (q.astype(np.float32) - 128) * scale.reshape(n, kb, 1)
+    w = (q.astype(np.float32) - 2 ** (bits - 1)) * scale.reshape(n, kb, 1)
     return w.reshape(n, kb * block)[:, :k]
 
 
 class _Rewriter:
-    def __init__(self, model):
+    def __init__(self, model, bits: int):
         from onnx import numpy_helper
-        self.model, self.graph = model, model.graph
+        self.model, self.graph, self.bits = model, model.graph, bits
         self.init = {i.name: i for i in self.graph.initializer}
         self.to_array = numpy_helper.to_array
         self.from_array = numpy_helper.from_array
-        self.cache: dict[tuple[str, bool], tuple[str, str, int, int]] = {}
+        self.cache: dict[tuple[str, bool], tuple[str, str, int, int, int]] = {}
+        # tables that a Gather reads stay int8: the Gather dequantizes 8-bit rows
+        self.gathered = {n.input[0] for n in self.graph.node if n.op_type == "Gather"}
         self.new_inits, self.counter = [], 0
         # output of Transpose(perm 1,0) of an initializer -> that initializer
         self.transposed = {n.output[0]: n.input[0] for n in self.graph.node
@@ -87,16 +101,17 @@ class _Rewriter:
         return a if a.ndim == 2 and a.dtype == np.float32 else None
 
     def quantized(self, name: str, transpose: bool):
-        """(B name, scales name, K, N) of initializer ``name`` as N x K rows, made once."""
+        """(B name, scales name, K, N, bits) of initializer ``name`` as N x K rows, made once."""
         key = (name, transpose)
         if key not in self.cache:
+            bits = 8 if name in self.gathered else self.bits
             w = self.to_array(self.init[name])
             w = np.ascontiguousarray(w.T if transpose else w)
-            q, s = quantize_blocks(w)
+            q, s = quantize_blocks(w, bits=bits)
             base = f"{name}.T" if transpose else name
-            bq, bs = f"{base}.q8", f"{base}.q8_scales"
+            bq, bs = f"{base}.q{bits}", f"{base}.q{bits}_scales"
             self.new_inits += [self.from_array(q, bq), self.from_array(s, bs)]
-            self.cache[key] = (bq, bs, w.shape[1], w.shape[0])
+            self.cache[key] = (bq, bs, w.shape[1], w.shape[0], bits)
         return self.cache[key]
 
     def const(self, value: np.ndarray, base: str) -> str:
@@ -114,8 +129,14 @@ def _attr(node, name, default):
 
 
 def quantize_int8(path: str | Path) -> dict:
-    """Rewrite the ONNX file ``path`` (and its external data) in place with int8 weights;
-    returns the sizes and counts (:func:`check_shared_once` has passed on the result)."""
+    """:func:`quantize_weights` with 8 bits."""
+    return quantize_weights(path, bits=8)
+
+
+def quantize_weights(path: str | Path, bits: int = 8) -> dict:
+    """Rewrite the ONNX file ``path`` (and its external data) in place with int8 or int4
+    weights; returns the sizes and counts (:func:`check_shared_once` has passed on the
+    result)."""
     import onnx
     from onnx import helper
 
@@ -123,7 +144,9 @@ def quantize_int8(path: str | Path) -> dict:
 
     path = Path(path)
     model = onnx.load(str(path), load_external_data=True)
-    rw = _Rewriter(model)
+    if bits not in (4, 8):
+        raise ValueError(f"bits must be 4 or 8, not {bits}")
+    rw = _Rewriter(model, bits)
     nodes, quantized = [], 0
     for node in model.graph.node:
         new = _rewrite(rw, node, helper)
@@ -155,14 +178,14 @@ def _rewrite(rw: _Rewriter, node, helper):
         w = rw.float2d(source)
         if w is None or w.shape[1] < BLOCK:
             return None
-        bq, bs, k, n = rw.quantized(source, transpose=False)
-        return [_matmul_nbits(node.input[0], bq, bs, k, n, node.output[0], node.name, helper)]
+        return [_matmul_nbits(node.input[0], rw.quantized(source, transpose=False),
+                              node.output[0], node.name, helper)]
     if node.op_type == "MatMul" and len(node.input) == 2:
         w = rw.float2d(node.input[1])
         if w is None or w.shape[0] < BLOCK:
             return None
-        bq, bs, k, n = rw.quantized(node.input[1], transpose=True)
-        return [_matmul_nbits(node.input[0], bq, bs, k, n, node.output[0], node.name, helper)]
+        return [_matmul_nbits(node.input[0], rw.quantized(node.input[1], transpose=True),
+                              node.output[0], node.name, helper)]
     if node.op_type == "Gemm":
         if _attr(node, "alpha", 1.0) != 1.0 or _attr(node, "beta", 1.0) != 1.0 or _attr(
                 node, "transA", 0):
@@ -171,11 +194,11 @@ def _rewrite(rw: _Rewriter, node, helper):
         trans = bool(_attr(node, "transB", 0))
         if w is None or (w.shape[1] if trans else w.shape[0]) < BLOCK:
             return None
-        bq, bs, k, n = rw.quantized(node.input[1], transpose=not trans)
+        weight = rw.quantized(node.input[1], transpose=not trans)
         if len(node.input) < 3 or not node.input[2]:
-            return [_matmul_nbits(node.input[0], bq, bs, k, n, node.output[0], node.name, helper)]
+            return [_matmul_nbits(node.input[0], weight, node.output[0], node.name, helper)]
         mid = rw.name(node.output[0])
-        return [_matmul_nbits(node.input[0], bq, bs, k, n, mid, node.name, helper),
+        return [_matmul_nbits(node.input[0], weight, mid, node.name, helper),
                 helper.make_node("Add", [mid, node.input[2]], [node.output[0]],
                                  name=f"{node.name}_bias")]
     if node.op_type == "Gather" and _attr(node, "axis", 0) == 0:
@@ -197,17 +220,18 @@ def _live(nodes: list, outputs: set[str]) -> list:
         nodes = kept
 
 
-def _matmul_nbits(a, bq, bs, k, n, out, name, helper):
-    return helper.make_node("MatMulNBits", [a, bq, bs], [out], name=f"{name or out}_q8",
-                            domain=MS_DOMAIN,
-                            K=k, N=n, bits=8, block_size=BLOCK, accuracy_level=ACCURACY_LEVEL)
+def _matmul_nbits(a, weight, out, name, helper):
+    bq, bs, k, n, bits = weight
+    return helper.make_node("MatMulNBits", [a, bq, bs], [out], name=f"{name or out}_q{bits}",
+                            domain=MS_DOMAIN, K=k, N=n, bits=bits, block_size=BLOCK,
+                            accuracy_level=ACCURACY_LEVEL)
 
 
 def _gather_dequant(rw: _Rewriter, node, helper) -> list:
     """Rows of the int8 table for ``ids``, dequantized: the table's blocks are the head's
     ``MatMulNBits`` B when the embedding is tied (one tensor), its scales gathered by
     ``ids * kb + arange(kb)`` from the same 1-D scales."""
-    bq, bs, k, n = rw.quantized(node.input[0], transpose=False)
+    bq, bs, k, n, _ = rw.quantized(node.input[0], transpose=False)  # 8 bits: self.gathered
     kb = -(-k // BLOCK)
     ids, out = node.input[1], node.output[0]
     t = lambda s: rw.name(f"{out}_{s}")  # noqa: E731
