@@ -1,4 +1,4 @@
-"""Deploying the smaller model: ONNX Runtime, fp32 and int8, sharing against quantization alone.
+"""Deploying the smaller model: ONNX Runtime, fp32/int8/int4, sharing against quantization alone.
 
     python benchmarks/bench_deploy.py --out runs/deploy [--windows 16] [--rows dense,svd-k0.5,...]
         [--artifacts /work/artifacts/smollm2]
@@ -8,8 +8,8 @@ Rows: SmolLM2-135M dense, and the compressed layershare checkpoints in ARTIFACTS
 (``--method lowrank --group-size 1``: per-layer whitened SVD, the best lowrank setting),
 ``res3-kF`` (``--method residual --group-size 3``, the best residual one) at F = 0.5 and 0.8,
 and ``svd-k0.5`` (``--method lowrank --group-size 2``: Basis Sharing K=2), each exported with ``layershare.formats.onnx.export``
-(fp32; the exporter's own checks run) and quantized with ``onnx_quantize.quantize_int8``
-(what ``--quantize int8`` runs, applied to a copy of the fp32 export). Every row runs in a
+(fp32; the exporter's own checks run) and quantized with ``onnx_quantize.quantize_weights``
+(what ``--quantize int8`` / ``int4`` runs, applied to a copy of the fp32 export; ``--dtypes``). Every row runs in a
 FRESH subprocess with ONNX Runtime alone (no torch imported; layershare/deploy): peak RSS
 (VmHWM of the process: imports, session, generation) while generating 128 tokens greedily
 after a 512-token prompt (the first Brown test window), prefill ms, decode tokens/s, then
@@ -109,25 +109,32 @@ def run_child(kind: str, directory, data: Path, threads: int, greedy: bool = Tru
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def export_pair(name: str, src, onnx_root: Path) -> tuple[Path, Path]:
+def export_all(name: str, src, onnx_root: Path, dtypes: list[str]) -> dict[str, Path]:
+    """dtype -> export directory: fp32 exported once, each quantized dtype from a copy of it."""
     from layershare.formats.onnx import export
-    from layershare.formats.onnx_quantize import quantize_int8
+    from layershare.formats.onnx_quantize import quantize_weights
 
-    fp32, int8 = onnx_root / name, onnx_root / f"{name}-int8"
+    fp32 = onnx_root / name
     if not (fp32 / "onnx.json").is_file():
         t0 = time.perf_counter()
         export(src, fp32, progress=lambda *_: None)
         print(f"  exported {name} in {time.perf_counter() - t0:.0f} s", flush=True)
-    if not (int8 / "onnx.json").is_file():
-        tmp = onnx_root / f".{name}-int8.tmp"
+    dirs = {"fp32": fp32}
+    for dtype in dtypes:
+        if dtype == "fp32":
+            continue
+        dirs[dtype] = onnx_root / f"{name}-{dtype}"
+        if (dirs[dtype] / "onnx.json").is_file():
+            continue
+        tmp = onnx_root / f".{name}-{dtype}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(fp32, tmp)
-        report = quantize_int8(tmp / "model.onnx")
+        report = quantize_weights(tmp / "model.onnx", bits=int(dtype[3:]))
         meta = json.loads((tmp / "onnx.json").read_text())
-        meta.update(quantize="int8", int8=report)
+        meta.update({"quantize": dtype, dtype: report})
         (tmp / "onnx.json").write_text(json.dumps(meta, indent=2))
-        tmp.rename(int8)
-    return fp32, int8
+        tmp.rename(dirs[dtype])
+    return dirs
 
 
 def main() -> None:
@@ -137,6 +144,7 @@ def main() -> None:
     ap.add_argument("--rows", default=",".join(ROWS))
     ap.add_argument("--windows", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dtypes", default="fp32,int8", help="fp32,int8,int4: the rows' weights")
     ap.add_argument("--child", choices=("ort", "torch"))
     ap.add_argument("--child-dir")
     ap.add_argument("--data")
@@ -161,18 +169,20 @@ def main() -> None:
         np.savez(data, windows=scored, prompts=prompts)
     start = time.perf_counter()
     for name, src in sources.items():
-        if {(name, "fp32"), (name, "int8")} <= done:
+        dtypes = args.dtypes.split(",")
+        if {(name, d) for d in dtypes} <= done:
             continue
         print(f"{name}: export", flush=True)
-        fp32, int8 = export_pair(name, src, args.out / "onnx")
+        dirs = export_all(name, src, args.out / "onnx", dtypes)
         earlier = [r for r in map(json.loads, log.read_text().splitlines())
                    if r["row"] == name and r["dtype"] == "fp32"] if log.is_file() else []
-        if earlier:  # the PyTorch figures are in the fp32 row already (the int8 row is redone)
+        if earlier:  # the PyTorch figures are in the fp32 row already (the others are redone)
             ref = {"ppl_torch": earlier[0]["ppl_torch"], "greedy": []}
         else:
             print(f"{name}: PyTorch", flush=True)
             ref = run_child("torch", src, data, args.threads)
-        for dtype, directory in (("fp32", fp32), ("int8", int8)):
+        for dtype in dtypes:
+            directory = dirs[dtype]
             if (name, dtype) in done:
                 continue
             print(f"{name} {dtype}: ONNX Runtime", flush=True)
@@ -213,7 +223,7 @@ def report(out: Path, rows: list[dict]) -> None:
             f"{str(r['greedy_same']) + '/5' if r['dtype'] == 'fp32' else '-'} |")
     (out / "deploy.md").write_text("\n".join(lines) + "\n")
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for dtype, marker in (("fp32", "o"), ("int8", "s")):
+    for dtype, marker in (("fp32", "o"), ("int8", "s"), ("int4", "^")):
         sel = [r for r in rows if r["dtype"] == dtype]
         ax.scatter([r["file_bytes"] / mib for r in sel], [r["ppl_ort"] for r in sel],
                    marker=marker, label=f"ONNX Runtime {dtype}")
@@ -226,7 +236,7 @@ def report(out: Path, rows: list[dict]) -> None:
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title("SmolLM2-135M: sharing + int8 vs int8 alone")
+    ax.set_title("SmolLM2-135M: sharing + quantization vs quantization alone")
     fig.tight_layout()
     fig.savefig(out / "deploy.png", dpi=120)
     print("\n".join(lines))
