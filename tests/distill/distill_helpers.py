@@ -51,3 +51,11 @@ def make(root: Path, teacher, encoder: bool, **share) -> dict:
     (root / "text.txt").write_text("\n".join(TEXT) + "\n")
     return {k: str(root / k) for k in ("teacher", "same", "student")} | {
         "text": str(root / "text.txt")}
+
+
+def args(pair: dict, out: Path, *extra: str, steps: int = 12) -> list[str]:
+    return ["distill", pair["student"], "--teacher", pair["teacher"], "--data", "text",
+            pair["text"], "--steps", str(steps), "--seq-len", "16", "--batch-size", "4",
+            "--eval-every", "6", "--save-every", "6", "--eval-batches", "2",
+            "--eval-windows", "4", "--eval-seq-len", "16", "--lr", "3e-3", "--quiet",
+            "--out", str(out), *extra]

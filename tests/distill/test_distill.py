@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from distill_helpers import args
 from safetensors.torch import load_file
 
 import layershare
@@ -22,14 +23,6 @@ from layershare.train import load_config
 from layershare.train.distill import hidden_mse, kl_divergence, select_trainable
 from layershare.train.report import read_metrics
 from layershare.train.state import recover
-
-
-def args(pair: dict, out: Path, *extra: str, steps: int = 12) -> list[str]:
-    return ["distill", pair["student"], "--teacher", pair["teacher"], "--data", "text",
-            pair["text"], "--steps", str(steps), "--seq-len", "16", "--batch-size", "4",
-            "--eval-every", "6", "--save-every", "6", "--eval-batches", "2",
-            "--eval-windows", "4", "--eval-seq-len", "16", "--lr", "3e-3", "--quiet",
-            "--out", str(out), *extra]
 
 
 def test_kl_equals_hand_computation(lm):

@@ -6,18 +6,19 @@ reduce-scatter, DCP save/load): these tests need no GPU.
 * the weights after N steps equal a single process's on the same global batch (rtol 1e-4,
   atol 1e-5, as for DDP: the ranks' reduce-scatter sums in another order);
 * every rank sees, for each shared tensor, the sum of its users' gradients (fsdp_worker.py);
-* kill -9 after a checkpoint, then the same command: the weights of an unbroken FSDP run,
+* kill -9 of the launcher and its workers (tests/torchrun_helpers.py) after a checkpoint,
+  then the same command resumes from that checkpoint: the weights of an unbroken FSDP run,
   bit for bit; ``consolidate`` turns the sharded checkpoint into the compact one.
 """
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+from torchrun_helpers import kill_job
 from train_helpers import tiny, weights
 
 from layershare.train import load_config, train
@@ -78,16 +79,17 @@ def test_fsdp_equals_one_process_and_resumes_exactly_after_kill(tmp_path, text_d
     while proc.poll() is None and time.monotonic() < deadline:
         info = read_info(out) if (out / "checkpoints" / "last" / "info.json").is_file() else None
         if info is not None and info["step"] >= 3:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_job(proc)  # the launcher and its workers
             killed_at = info["step"]
             break
         time.sleep(0.01)
     proc.wait()
     proc.stderr.close()
     assert killed_at is not None and killed_at < 12, "the run ended before it could be killed"
-    done = subprocess.run(_train_cmd(sets, out), capture_output=True, text=True, timeout=300,
-                          env=ENV)
+    loud = [a for a in _train_cmd(sets, out) if a != "--quiet"]  # prints where it resumes
+    done = subprocess.run(loud, capture_output=True, text=True, timeout=300, env=ENV)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert f"resuming from step {killed_at} " in done.stdout, done.stdout
     _close(weights(out / "checkpoints" / "last" / "model"), b, rtol=0, atol=0)
 
 

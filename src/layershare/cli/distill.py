@@ -4,6 +4,7 @@
     layershare distill small/ --teacher SRC --data text corpus.txt --trainable all \\
         --loss kl+lm --temperature 2 --out dist/
     torchrun --nproc_per_node=2 -m layershare distill ...      # DDP
+    torchrun --nproc_per_node=2 -m layershare distill ... --parallel fsdp   # FSDP2
 
 A run of the ordinary trainer (progress bar, metrics.jsonl, loss.png, best/last checkpoints;
 re-run the same command to resume after a kill). OUT/model is a layershare checkpoint,
@@ -48,6 +49,9 @@ def add_commands(sub) -> None:
                    help="final test: also measure the student before and the teacher")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--parallel", choices=("ddp", "fsdp"), default="ddp",
+                   help="under torchrun: ddp (a full student per rank) or fsdp (FSDP2: the "
+                        "student's parameters, gradients and AdamW state sharded)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any other run-config key (layershare train --help-config)")
     p.add_argument("--out", required=True, type=out_arg,
@@ -89,7 +93,7 @@ def config_sets(args) -> list[str]:
         f"train.weight_decay={args.weight_decay}", f"train.eval_every={args.eval_every}",
         f"train.eval_batches={args.eval_batches}", f"train.save_every={args.save_every}",
         f"train.log_every={max(1, min(10, args.steps // 20))}", f"train.seed={args.seed}",
-        f"train.device={args.device}", f"eval.batch_size={min(args.batch_size, 8)}",
+        f"train.device={args.device}", f"train.parallel={args.parallel}", f"eval.batch_size={min(args.batch_size, 8)}",
     ] + list(args.overrides)
 
 

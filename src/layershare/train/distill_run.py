@@ -14,6 +14,28 @@ teacher) with the test protocol of :mod:`layershare.evaluate`:
 
 ``OUT/model`` is an ordinary layershare checkpoint (the best validation checkpoint) with the
 student's tokenizer; ``OUT/results.json`` holds the figures.
+
+FSDP2 (``train.parallel: fsdp``, CLI ``--parallel fsdp``, under torchrun). The *student* is
+sharded exactly as ``layershare train`` shards a model (:func:`.fsdp.shard`: one unit per
+group of layers sharing tensors, then the root), after :meth:`prepare_model` froze what
+``distill.trainable`` keeps fixed. ``--trainable lowrank`` thus puts frozen and trainable
+parameters in one unit (a group's frozen shared matrices beside its layers' trainable
+factors; the frozen embeddings beside the trainable final norm in the root). FSDP2 supports
+that: every parameter keeps its ``requires_grad`` when sharded, a unit reduce-scatters only
+the gradients that exist, and AdamW (built from the parameters that require grad) holds no
+state for the frozen ones; tests/distill/test_distill_fsdp.py checks the frozen tensors bit
+for bit and the sharded optimizer state key by key.
+
+The *teacher is not sharded*: every rank holds its own full frozen copy (eval mode,
+``no_grad``, bf16 on CUDA). Why: (1) rank 0 evaluates alone -- the ``valid`` figures during
+training and the final before/after/teacher test (the FSDP trainer's rank-0 replica
+protocol, :mod:`.fsdp`) -- and a sharded teacher could only run forward with every rank
+taking part in its all-gathers; (2) a forward-only model has no gradients or optimizer
+state to shard, so sharding would save only its weights (2 bytes a parameter in bf16,
+against 16 for a student parameter trained with AdamW: fp32 weight, gradient, two moments)
+at the price of an all-gather of the whole teacher every micro-batch; (3) the models this trainer distils fit one device,
+which rank 0's full student replica assumes anyway. A teacher too large for one device
+would need sharded evaluation first.
 """
 
 from __future__ import annotations
@@ -84,7 +106,7 @@ class DistillTrainer(Trainer):
         if not self.d.main:
             return {}
         d = self.cfg.distill
-        model = self.model
+        model = self.plain  # FSDP: rank 0's replica, gathered at the last step
         if read_info(self.out, "best") is not None:
             model = load_model(self.out, "best").to(self.device)
         after = self.quality(model)
@@ -117,7 +139,7 @@ class DistillTrainer(Trainer):
             "best_valid": self.best, "valid_history": history,
             "still_improving": bool(history) and self.best is not None
             and self.best["step"] == history[-1][0] and len(history) > 1,
-            "test_model": "best" if model is not self.model else "last",
+            "test_model": "best" if model is not self.plain else "last",
             "protocol": self.protocol(),
             "before": before, "after": after, "teacher_test": teacher}
         write_results(self.out, results)

@@ -1,8 +1,9 @@
 """The training loop: one file, read top to bottom (nanoGPT's train.py, made resumable).
 
 Per optimizer step: learning rate from the schedule (a function of the step), ``grad_accum``
-micro-batches per rank (DDP syncs gradients on the last one only), gradient clipping,
-AdamW. Every ``eval_every`` steps rank 0 measures the valid split and keeps the best model;
+micro-batches per rank (DDP and FSDP2 sync gradients on the last one only; how the model is
+wrapped or sharded, and where its optimizer state is checkpointed: :mod:`.parallel`),
+gradient clipping, AdamW. Every ``eval_every`` steps rank 0 measures the valid split and keeps the best model;
 every ``save_every`` steps all ranks take part in writing the ``last`` checkpoint.
 
 Determinism: the samples of step ``s`` depend only on (seed, s) and the global batch, the
@@ -24,8 +25,6 @@ state rides in the ``last`` checkpoint.
 
 from __future__ import annotations
 
-import copy
-import gc
 import json
 import math
 import time
@@ -34,19 +33,19 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .. import count, save
 from ..errors import LayershareError
 from ..outputs import check_out, lock_directory
-from . import distributed, fsdp, rundir
+from . import distributed, rundir
 from .config import RunConfig
 from .datasets import TOKENIZER, build_task
 from .dlt_plugin import DLTPlugin, refuse_ddp
 from .memory import closed_form_bytes, static_memory
 from .evaluate import split_metrics
-from .optim import autocast_for, make_optimizer, pick_device, share
+from .optim import autocast_for, pick_device, share
+from .parallel import Parallel
 from .report import RESULTS, FinalWindow, MetricsLog, peak_memory, plot_losses, write_results
 from .schedule import lr_at
 from .state import (
@@ -59,17 +58,6 @@ from .state import (
 from .tasks import Order, to_device
 
 CONFIG = rundir.CONFIG
-
-
-class LossModule(nn.Module):
-    """``forward(batch) -> loss``, so DDP sees the forward call it needs to sync gradients."""
-
-    def __init__(self, model: nn.Module, task):
-        super().__init__()
-        self.model, self.task = model, task
-
-    def forward(self, batch: dict):
-        return self.task.loss(self.model, batch)
 
 
 class Trainer:
@@ -87,8 +75,9 @@ class Trainer:
         if self.d.active and self.device.type == "cuda":
             self.device = torch.device("cuda", self.d.local_rank)
         self.autocast = autocast_for(cfg, self.device)
-        self.fsdp = cfg.train.parallel == "fsdp" and self.d.active
-        self.replica: nn.Module | None = None  # FSDP: rank 0's full copy (eval, compact saves)
+        # one process, DDP or FSDP2: the engine the loop calls, the optimizer's home
+        self.parallel = Parallel(self.d, self.device, cfg.train.parallel == "fsdp",
+                                 bf16=self.autocast is not nullcontext)
 
     def say(self, text: str) -> None:
         if self.d.main and self.progress:
@@ -159,46 +148,18 @@ class Trainer:
             self.tokens, self.train_time = info["tokens"], info["train_time"]
             self.say(f"resuming from step {self.step} ({self.out / 'checkpoints' / 'last'})")
         self.model = self.prepare_model(model).to(self.device).train()
-        self._wrap()
+        self.optimizer = self.parallel.wrap(self.model, self.task, self.cfg)
         extra = {}
         if info is None:
             torch.manual_seed(cfg.train.seed + 1 + self.d.rank)  # dropout differs per rank
         else:
             state = load_training_state(self.out, self.device, self.d.rank)
-            if self.fsdp:  # model and AdamW shards, each rank its own
-                fsdp.load_sharded(self.out / "checkpoints" / "last" / fsdp.SHARDED,
-                                  self.model, self.optimizer)
-            else:
-                self.optimizer.load_state_dict(state["optimizer"])
+            self.parallel.load_optimizer(self.out / "checkpoints" / "last", self.model,
+                                         self.optimizer, state)
             set_rng_state(state["rng"])
             extra = state["extra"]
         if cfg.share.method == "dlt":
             self.dlt = DLTPlugin(self, resume=extra.get("dlt"))
-
-    def _wrap(self) -> None:
-        self.release_engine()  # LightFormer re-wraps after the transfer
-        if self.fsdp:  # every rank built the same weights (same seed, or the same checkpoint)
-            self.replica = copy.deepcopy(self.model) if self.d.main else None
-            fsdp.shard(self.model, bf16=self.autocast is not nullcontext)
-        self.optimizer = make_optimizer(self.model, self.cfg, self.device)
-        self.engine = LossModule(self.model, self.task)
-        if self.d.active and not self.fsdp:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.engine = DistributedDataParallel(self.engine, device_ids=ids)
-
-    def release_engine(self) -> None:
-        """Free the DDP wrapper now, on every rank at the same point of the program.
-
-        Why: a DistributedDataParallel object sits in a reference cycle, so dropping it
-        leaves it (its Reducer, its autograd hooks, its reference to the process group) to
-        the cyclic garbage collector, which runs at a moment that differs between ranks --
-        during a later backward pass, or at interpreter exit after the process group was
-        destroyed while the other rank still talks to it. LightFormer's re-wrap after the
-        transfer left one such object behind on every rank (test_two_processes_equal_one
-        [lightformer]: rank 1 aborted, exit -6, once in three runs)."""
-        if isinstance(getattr(self, "engine", None), DistributedDataParallel):
-            self.engine = None
-            gc.collect()
 
     @property
     def converted(self) -> bool:
@@ -209,7 +170,7 @@ class Trainer:
         before = count(self.model).unique_params
         share(self.model, self.cfg)
         self.model.to(self.device)
-        self._wrap()
+        self.optimizer = self.parallel.wrap(self.model, self.task, self.cfg)
         self.best, after = None, count(self.model).unique_params
         log.log(self.step, "transfer", params_before=before, params_after=after)
         self.say(f"step {self.step}: converted to {self.cfg.share.method} sharing "
@@ -230,14 +191,9 @@ class Trainer:
         total, tokens = 0.0, 0
         for m in range(t.grad_accum):
             batch = to_device(self.micro_batch(self.step, m), self.device)
-            last = m == t.grad_accum - 1
-            if self.fsdp:  # reduce-scatter on the last micro-batch only
-                self.model.set_requires_gradient_sync(last)
-            sync = (nullcontext() if last or not self.d.active or self.fsdp
-                    else self.engine.no_sync())
-            with sync:
+            with self.parallel.micro_batch(self.model, last=m == t.grad_accum - 1):
                 with self.autocast():
-                    loss = self.engine(batch) / t.grad_accum
+                    loss = self.parallel.engine(batch) / t.grad_accum
                 loss.backward()
             total += float(loss.detach())
             tokens += batch["tokens"]
@@ -255,14 +211,7 @@ class Trainer:
     @property
     def plain(self) -> nn.Module:
         """The model as one process sees it: FSDP's rank-0 replica, else the model."""
-        return self.replica if self.fsdp else self.model
-
-    def sync_replica(self) -> None:
-        """FSDP: gather the full weights into rank 0's replica (collective: every rank)."""
-        if self.fsdp:
-            state = fsdp.full_state(self.model)
-            if self.d.main:
-                self.replica.load_state_dict(state)
+        return self.parallel.plain(self.model)
 
     def evaluate(self, log: MetricsLog) -> None:
         """Rank 0: valid figures; a better one becomes ``checkpoints/best``."""
@@ -285,8 +234,7 @@ class Trainer:
                 "tokens": self.tokens, "train_time": self.train_time, "converted": self.converted}
         extra = {"dlt": self.dlt.state_dict()} if self.dlt is not None else None
         # FSDP: every rank writes its shards, rank 0 moves them into the checkpoint
-        stage = fsdp.stage_shards(self.out, self.step, self.model, self.optimizer, self.d) \
-            if self.fsdp else None
+        stage = self.parallel.stage(self.out, self.step, self.model, self.optimizer)
         save_checkpoint(self.out, "last", self.plain, info, self.d, self.optimizer, extra,
                         sharded=stage)
 
@@ -325,7 +273,7 @@ class Trainer:
                             grad_norm=self.grad_norm, tokens_per_s=speed)
                 if self.step % t.eval_every == 0 or self.step % t.save_every == 0 \
                         or self.step == t.steps:
-                    self.sync_replica()
+                    self.parallel.gather(self.model)  # FSDP: rank 0's replica
                 if self.step % t.eval_every == 0 or self.step == t.steps:
                     self.evaluate(log)
                 if self.step % t.save_every == 0 or self.step == t.steps:
@@ -429,5 +377,5 @@ def train(cfg: RunConfig, out, progress: bool = True, overwrite: bool = False,
         return results
     finally:
         trainer.exits.close()
-        trainer.release_engine()  # before the process group goes
+        trainer.parallel.release()  # DDP's wrapper, before the process group goes
         distributed.shutdown(trainer.d)
