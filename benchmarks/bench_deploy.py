@@ -7,17 +7,19 @@ Rows: SmolLM2-135M dense, and the compressed layershare checkpoints in ARTIFACTS
 ``layershare compress smollm2-135m --calib brown --calib-tokens 8192 --keep F``: ``svd1-kF``
 (``--method lowrank --group-size 1``: per-layer whitened SVD, the best lowrank setting),
 ``res3-kF`` (``--method residual --group-size 3``, the best residual one) at F = 0.5 and 0.8,
-and ``svd-k0.5`` (``--method lowrank --group-size 2``: Basis Sharing K=2), each exported with ``layershare.formats.onnx.export``
-(fp32; the exporter's own checks run) and quantized with ``onnx_quantize.quantize_weights``
-(what ``--quantize int8`` / ``int4`` runs, applied to a copy of the fp32 export; ``--dtypes``). Every row runs in a
-FRESH subprocess with ONNX Runtime alone (no torch imported; layershare/deploy): peak RSS
-(VmHWM of the process: imports, session, generation) while generating 128 tokens greedily
-after a 512-token prompt (the first Brown test window), prefill ms, decode tokens/s, then
-the perplexity over the first --windows Brown test windows of 512 tokens. A PyTorch
-subprocess per model gives the PyTorch perplexity on the same windows and greedy tokens
-(128) on 5 prompts (32 tokens each, Brown test windows after the scored ones), which the
-fp32 ORT child must reproduce. Each finished row goes to OUT/results.jsonl (a rerun resumes);
-OUT/deploy.md and OUT/deploy.png (perplexity against file bytes) are written at the end.
+and ``svd-k0.5`` (``--method lowrank --group-size 2``: Basis Sharing K=2), each exported
+with ``layershare.formats.onnx.export`` (fp32; the exporter's own checks run) and quantized
+with ``onnx_quantize.quantize_weights`` (what ``--quantize int8`` / ``int4`` runs, applied to a
+copy of the fp32 export; ``--dtypes``). Every row runs in two FRESH subprocesses with ONNX
+Runtime alone (no torch imported; layershare/deploy): the timed one (optionally under
+``--wrap``) gives peak RSS (VmHWM of the process: imports, session, generation) while
+generating 128 tokens greedily after a 512-token prompt (the first Brown test window),
+prefill ms and decode tokens/s; the other the perplexity over the first --windows Brown test
+windows of 512 tokens and (fp32) the greedy continuations. A PyTorch subprocess per model
+gives the PyTorch perplexity on the same windows and greedy tokens (128) on 5 prompts (32
+tokens each, Brown test windows after the scored ones), which the fp32 ORT child must
+reproduce. Each finished row goes to OUT/results.jsonl (a rerun resumes); OUT/deploy.md and
+OUT/deploy.png (perplexity against file bytes) are written at the end.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -53,7 +56,10 @@ def windows(tokenizer_dir: Path, count: int, extra: int):
 
 
 def child_ort(args) -> None:
-    """One row in a fresh process: ONNX Runtime only."""
+    """One measurement in a fresh process, ONNX Runtime only: ``speed`` (load, then 128 greedy
+    tokens after the 512-token prompt: peak RSS, prefill, decode) or ``quality`` (perplexity
+    and the greedy continuations). Two processes, so that ``--wrap`` can hold the machine
+    quiet for the timed one only."""
     import numpy as np
 
     from layershare.deploy.ort_generate import OrtCausalLM
@@ -63,16 +69,18 @@ def child_ort(args) -> None:
     t0 = time.perf_counter()
     model = OrtCausalLM(args.child_dir, threads=args.threads)
     load_s = time.perf_counter() - t0
-    prompt = data["windows"][0].tolist()
-    _, timing = model.greedy(prompt, NEW, exact=True)
-    result = {"peak_rss": peak_rss_bytes(), "prefill_ms": timing.prefill_s * 1e3,
-              "decode_tps": timing.decode_tokens_per_s, "load_s": load_s,
-              "torch_imported": "torch" in sys.modules}
-    result["greedy"] = [model.greedy(p.tolist(), NEW, exact=True)[0] for p in data["prompts"]] \
-        if args.greedy else []
-    t0 = time.perf_counter()
-    result["ppl_ort"] = model.perplexity(data["windows"])
-    result["ppl_s"] = time.perf_counter() - t0
+    result = {"torch_imported": "torch" in sys.modules}
+    if args.part == "speed":
+        _, timing = model.greedy(data["windows"][0].tolist(), NEW, exact=True)
+        result.update(peak_rss=peak_rss_bytes(), prefill_ms=timing.prefill_s * 1e3,
+                      decode_tps=timing.decode_tokens_per_s, load_s=load_s,
+                      load_1min=os.getloadavg()[0])
+    else:
+        result["greedy"] = [model.greedy(p.tolist(), NEW, exact=True)[0]
+                            for p in data["prompts"]] if args.greedy else []
+        t0 = time.perf_counter()
+        result["ppl_ort"] = model.perplexity(data["windows"])
+        result["ppl_s"] = time.perf_counter() - t0
     print(json.dumps(result))
 
 
@@ -99,9 +107,11 @@ def child_torch(args) -> None:
     print(json.dumps({"ppl_torch": quality["perplexity"], "greedy": greedy}))
 
 
-def run_child(kind: str, directory, data: Path, threads: int, greedy: bool = True) -> dict:
-    cmd = [sys.executable, __file__, "--child", kind, "--child-dir", str(directory),
-           "--data", str(data), "--threads", str(threads)] + (["--greedy"] if greedy else [])
+def run_child(kind: str, directory, data: Path, threads: int, greedy: bool = True,
+              part: str = "quality", wrap: list[str] = ()) -> dict:
+    cmd = [*wrap, sys.executable, __file__, "--child", kind, "--child-dir", str(directory),
+           "--data", str(data), "--threads", str(threads), "--part", part] + \
+        (["--greedy"] if greedy else [])
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -145,6 +155,9 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtypes", default="fp32,int8", help="fp32,int8,int4: the rows' weights")
+    ap.add_argument("--wrap", default="", help="command prefix for the timed children, e.g. a "
+                    "script that pauses other work on a shared machine")
+    ap.add_argument("--part", choices=("speed", "quality"), default="quality")
     ap.add_argument("--child", choices=("ort", "torch"))
     ap.add_argument("--child-dir")
     ap.add_argument("--data")
@@ -187,6 +200,8 @@ def main() -> None:
                 continue
             print(f"{name} {dtype}: ONNX Runtime", flush=True)
             got = run_child("ort", directory, data, args.threads, greedy=dtype == "fp32")
+            got.update(run_child("ort", directory, data, args.threads, part="speed",
+                                 wrap=shlex.split(args.wrap)))
             meta = json.loads((directory / "onnx.json").read_text())
             same = [a == b for a, b in zip(got["greedy"], ref["greedy"])]  # fp32 rows only
             row = {"row": name, "dtype": dtype, "file_bytes": meta[dtype]["file_bytes"],
@@ -197,7 +212,8 @@ def main() -> None:
                    "ppl_torch": ref["ppl_torch"], "greedy_same": sum(same),
                    "greedy_first_diff": [next((i for i, (x, y) in enumerate(zip(a, b)) if x != y),
                                               None) for a, b in zip(got["greedy"], ref["greedy"])],
-                   "torch_imported": got["torch_imported"], "windows": args.windows}
+                   "torch_imported": got["torch_imported"], "windows": args.windows,
+                   "load_1min": got["load_1min"]}
             with log.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(f"  {json.dumps(row)}  [{time.perf_counter() - start:.0f} s]", flush=True)

@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -152,7 +153,8 @@ def layer_dense_bytes(directory: Path) -> int:
     return c.dense_layer_params * 4 // max(1, c.layers) if hasattr(c, "layers") else 0
 
 
-def run(name: str, rounds: int, work: Path, malloc_threshold: int, artifacts: Path) -> dict:
+def run(name: str, rounds: int, work: Path, malloc_threshold: int, artifacts: Path,
+        wrap: list[str]) -> dict:
     dirs = setup(name, work, artifacts)
     variants = list(MODELS[name])
     rows = {v: [] for v in variants}
@@ -162,7 +164,7 @@ def run(name: str, rounds: int, work: Path, malloc_threshold: int, artifacts: Pa
     for r in range(rounds):
         order = variants[r % len(variants):] + variants[:r % len(variants)]
         for v in order:
-            cmd = [sys.executable, __file__, "--child", str(dirs[v])]
+            cmd = [*wrap, sys.executable, __file__, "--child", str(dirs[v])]
             if v.endswith("-cache"):
                 cmd.append("--cache")
             done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -215,6 +217,8 @@ def main() -> None:
                     help="glibc MALLOC_MMAP_THRESHOLD_ for the children (0: glibc's default)")
     ap.add_argument("--artifacts", type=Path, default=Path("/work/artifacts/smollm2"),
                     help="where the smollm2 `compress` outputs (res3-k0.5, svd1-k0.5) are")
+    ap.add_argument("--wrap", default="", help="command prefix for the timed children, e.g. a "
+                    "script that pauses other work on a shared machine")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--cache", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -225,7 +229,8 @@ def main() -> None:
     for name in args.models.split(","):
         start = time.perf_counter()
         load = os.getloadavg()[0]
-        result = run(name, args.rounds, args.work, args.malloc_mmap_threshold, args.artifacts)
+        result = run(name, args.rounds, args.work, args.malloc_mmap_threshold, args.artifacts,
+                     shlex.split(args.wrap))
         result["wall_s"] = time.perf_counter() - start
         result["load_1min_start_end"] = [load, os.getloadavg()[0]]
         (RESULTS / f"inference-{name}.json").write_text(json.dumps(result, indent=1) + "\n")
