@@ -93,7 +93,8 @@ def config_sets(args) -> list[str]:
         f"train.weight_decay={args.weight_decay}", f"train.eval_every={args.eval_every}",
         f"train.eval_batches={args.eval_batches}", f"train.save_every={args.save_every}",
         f"train.log_every={max(1, min(10, args.steps // 20))}", f"train.seed={args.seed}",
-        f"train.device={args.device}", f"train.parallel={args.parallel}", f"eval.batch_size={min(args.batch_size, 8)}",
+        f"train.device={args.device}", f"train.parallel={args.parallel}",
+        f"eval.batch_size={min(args.batch_size, 8)}",
     ] + list(args.overrides)
 
 
