@@ -1,13 +1,12 @@
 """Calibrated compression of a Whisper encoder from log-mel features (compress/speech.py).
 
-A tiny random Whisper in CTranslate2's layout (tests/speech_helpers.py) and a small
-espeak-en preparation written here (synthetic voiced clips, the recipe's file layout and a
-real manifest), so the tests need neither espeak-ng nor the registries.
+A tiny random Whisper in CTranslate2's layout and a small espeak-en preparation (synthetic
+voiced clips, the recipe's file layout and a real manifest; tests/speech_helpers.py), so the
+tests need neither espeak-ng nor the registries.
 """
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 
@@ -18,39 +17,14 @@ from layershare.cli import main
 from layershare.compress import compress
 from layershare.compress.calibrate import GramCollector
 from layershare.compress.speech import speech_batches, train_utterances
-from layershare.data import espeak
-from layershare.data.audio import to_int16, write_split
-from layershare.data.store import write_manifest
 from layershare.errors import LayershareError
 from layershare.evaluate.wer import load_speech_model
 from layershare.slots import Slot
 
-WORDS = ["open", "the", "dialog", "and", "choose", "a", "file", "then", "press", "enter"]
-
-
-def _clip(rng, seconds):
-    """A voiced-like clip: a few harmonics with a wandering pitch, plus a little noise."""
-    t = np.arange(int(16000 * seconds)) / 16000
-    f0 = 110 + 40 * np.sin(2 * np.pi * rng.uniform(0.3, 1.5) * t)
-    phase = 2 * np.pi * np.cumsum(f0) / 16000
-    wave = sum(rng.uniform(0.1, 0.4) / k * np.sin(k * phase) for k in range(1, 6))
-    return wave * np.hanning(len(t)) + 0.01 * rng.standard_normal(len(t))
-
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    """DATA/espeak-en with 6 train, 2 valid and 2 test utterances and a verified manifest."""
-    root = tmp_path_factory.mktemp("data")
-    directory = root / "espeak-en"
-    directory.mkdir()
-    rng = np.random.default_rng(0)
-    counts = {}
-    for split, n in (("train", 6), ("valid", 2), ("test", 2)):
-        utts = [(f"{split}-{i}", " ".join(rng.choice(WORDS, 5)),
-                 to_int16(_clip(rng, rng.uniform(0.8, 2.0))), {}) for i in range(n)]
-        counts[split] = write_split(directory, split, utts)
-    write_manifest(directory, "espeak-en", espeak.VERSION, {"test": True}, counts)
-    return root
+    return S.write_espeak_data(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")

@@ -45,8 +45,16 @@ def spread(items: list, n: int) -> list:
 
 
 def train_utterances(source: str, data_dir: Path | None = None) -> list:
-    """The train split of a prepared speech recipe; never prepares it (that needs the
-    registries and espeak-ng): one clear line when it is missing."""
+    """The train split of a prepared speech recipe (see ``speech_splits``)."""
+    utterances = speech_splits(source, data_dir)["train"]
+    if not utterances:
+        raise LayershareError(f"{source}: the train split holds no utterances")
+    return utterances
+
+
+def speech_splits(source: str, data_dir: Path | None = None) -> dict[str, list]:
+    """The utterances per split of a prepared speech recipe; never prepares it (that needs
+    the registries and espeak-ng): one clear line when it is missing."""
     from ..data import espeak
     from ..data.recipes import get_recipe, recipe_dir
     from ..data.store import check_ready
@@ -59,10 +67,7 @@ def train_utterances(source: str, data_dir: Path | None = None) -> list:
     if reason is not None:
         raise LayershareError(f"{source} is not prepared in {directory} ({reason}): run "
                               f"layershare data prepare {source} first")
-    utterances = espeak.read(directory)["train"]
-    if not utterances:
-        raise LayershareError(f"{directory}: the train split holds no utterances")
-    return utterances
+    return espeak.read(directory)
 
 
 def frames_per_clip(model) -> int:
