@@ -139,8 +139,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--calib-frames", type=int, default=48000,
                         help="calibration encoder frames (1500 per espeak-en train utterance)")
-    parser.add_argument("--reuse", action="store_true",
-                        help="keep the compressed rows already in --out/speech.json")
+    parser.add_argument("--reuse", nargs="*", type=Path, default=None, metavar="JSON",
+                        help="keep the compressed rows (same label) already in --out/speech.json "
+                             "and in these files, instead of decoding them again")
+    parser.add_argument("--only-checkpoints", action="store_true",
+                        help="decode only the original and the --checkpoint models")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="LABEL=DIR",
                         help="also decode a saved layershare checkpoint (e.g. a distilled one)")
     parser.add_argument("--replot", action="store_true",
@@ -155,16 +158,23 @@ def main(argv=None) -> int:
     librivox = test_utterances("librivox", args.data_dir)
     base, tokenizer = load_speech_model("whisper-tiny-en")
     stored = {}
-    if args.reuse and (args.out / "speech.json").is_file():
-        stored = {r["label"]: r for r in json.loads((args.out / "speech.json").read_text())}
+    if args.reuse is not None:
+        for path in [args.out / "speech.json", *args.reuse]:
+            if path.is_file():
+                stored.update({r["label"]: r for r in json.loads(path.read_text())})
     batches = None
-    jobs = [(label, method, k, target, fit, None) for label, method, k, target, fit in CONFIGS]
+    jobs = [(label, method, k, target, fit, None) for label, method, k, target, fit in CONFIGS
+            if method is None or not args.only_checkpoints]
     for item in args.checkpoint:
         label, _, path = item.partition("=")
         jobs.append((label, "checkpoint", None, None, "distilled", Path(path)))
     rows, start = [], time.perf_counter()
     for label, method, k, target, fit, path in jobs:
         extra = {}
+        if method == "checkpoint" and label in stored:
+            rows.append(stored[label])
+            print(f"{label}: reused", file=sys.stderr, flush=True)
+            continue
         if method == "checkpoint":
             model = load_speech_model(path)[0]
             cfg = model.layershare_config
