@@ -76,7 +76,7 @@ def calibrated(base, method: str, k: int, rank: int, batches: list[dict]):
     model = copy.deepcopy(base)
     result = compress(model, batches, method=method, group_size=k, rank=rank, stacks="encoder",
                       progress=False)
-    return model, result.seconds
+    return model, result.seconds, [list(e) for e in result.error_table()]
 
 
 def row_label(label: str, fit: str | None, rank, ratio: float) -> str:
@@ -197,10 +197,11 @@ def main(argv=None) -> int:
                 if batches is None:
                     utts = train_utterances("espeak-en", args.data_dir)
                     batches = speech_batches(base, utts, args.calib_frames, args.batch_size)
-                model, seconds = calibrated(base, method, k, rank, batches)
+                model, seconds, error_table = calibrated(base, method, k, rank, batches)
                 extra = {"calib_utterances": sum(len(b["input_features"]) for b in batches),
                          "calib_frames": sum(len(b["input_features"]) for b in batches) * 1500,
-                         "compress_s": round(seconds, 1)}
+                         "compress_s": round(seconds, 1),
+                         "whitened_errors": error_table}  # (matrix, mean, max) relative
             elif method is not None:
                 model = converted(base, method, k, rank)
             row = {"label": name, "method": method or "original", "group_size": k,
