@@ -166,7 +166,7 @@ def main(argv=None) -> int:
     jobs = [(label, method, k, target, fit, None) for label, method, k, target, fit in CONFIGS
             if method is None or not args.only_checkpoints]
     for item in args.checkpoint:
-        label, _, path = item.partition("=")
+        label, _, path = item.rpartition("=")  # labels hold "K=2"; paths rarely "="
         jobs.append((label, "checkpoint", None, None, "distilled", Path(path)))
     rows, start = [], time.perf_counter()
     for label, method, k, target, fit, path in jobs:
