@@ -90,7 +90,7 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.8))
     for ax, key, title in ((axes[0], "espeak_wer", "espeak-en test"),
                            (axes[1], "librivox_wer", "LibriVox (5 clips)")):
         xs = [r["encoder_params"] / 1e6 for r in rows]
@@ -122,7 +122,8 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.legend(loc="upper right", fontsize=8)
     key = "   ".join(f"{i}: {r['label']}" for i, r in enumerate(rows))
     fig.text(0.5, 0.01, "\n".join(_wrap(key, 150)), ha="center", va="bottom", fontsize=8)
-    fig.tight_layout(rect=(0, 0.09, 1, 1))
+    lines = len(_wrap(key, 150))  # room for the key below the axes
+    fig.tight_layout(rect=(0, 0.03 + 0.028 * lines, 1, 1))
     fig.savefig(path, dpi=120)
 
 
