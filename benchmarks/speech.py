@@ -1,13 +1,22 @@
-"""Whisper tiny.en with a smaller encoder, data-free: WER against encoder parameters.
+"""Whisper tiny.en with a smaller encoder: WER against encoder parameters.
 
     PYTHONPATH=src python benchmarks/speech.py --limit 30 --out benchmarks/results
+    PYTHONPATH=src python benchmarks/speech.py --limit 30 --reuse --calib-frames 48000 \
+        --checkpoint "distilled ...=runs/whisper-distil/model" --out benchmarks/results
 
-Converts the encoder stack only (``stacks="encoder"``) of ``whisper-tiny-en`` with residual
-(K=2, K=4) and lowrank (Basis Sharing, K=2) at about 2x and 3x fewer encoder-layer
-parameters, the rank of each found by bisection on ``layershare.count``; no data, no
-training. Every model decodes the same utterances in one run (``--limit`` utterances evenly
-spaced over the espeak-en test split, and the five LibriVox clips), greedy, at most 128 new tokens. Writes
-``speech.md`` (table + commands), ``speech.json`` (with every hypothesis) and ``speech.png``.
+Compresses the encoder stack only (``stacks="encoder"``) of ``whisper-tiny-en`` with residual
+(K=2, K=4) and lowrank (Basis Sharing K=2; per-layer SVD-LLM K=1) at about 1.5x, 2x and 3x
+fewer encoder-layer parameters, the rank of each found by bisection on ``layershare.count``
+(the same rank for the data-free and the calibrated fit of one configuration). Data-free rows:
+``layershare.convert`` (SVD of the weights). Calibrated rows: ``layershare.compress.compress``
+on the log-mel features of ``--calib-frames / 1500`` espeak-en *train* utterances (evenly
+spaced; compress/speech.py), sequential, no training. ``--checkpoint LABEL=DIR`` adds saved
+checkpoints (a distilled encoder). Every model decodes the same utterances (``--limit``
+utterances evenly spaced over the espeak-en test split, and the five LibriVox clips), greedy,
+at most 128 new tokens. ``--reuse`` keeps the compressed rows already in ``speech.json``
+(same label) instead of decoding them again; the original is always decoded again, so each
+run shows that its data gives the stored figures. Writes ``speech.json`` (with every
+hypothesis), ``speech-table.md`` and ``speech.png``.
 """
 
 from __future__ import annotations
@@ -20,25 +29,27 @@ import time
 from pathlib import Path
 
 import layershare
+from layershare.compress import compress
+from layershare.compress.speech import speech_batches, spread, train_utterances
 from layershare.evaluate.wer import encoder_params, evaluate_wer, load_speech_model, test_utterances
 
-# (label, method, K, target encoder-layer compression); None: the original
-CONFIGS = [("original", None, None, None),
-           ("residual K=2", "residual", 2, 1.5),
-           ("residual K=2", "residual", 2, 1.95),  # 2x leaves rank 0: S + diag only
-           ("residual K=4", "residual", 4, 2.0),
-           ("residual K=4", "residual", 4, 3.0),
-           ("lowrank K=2", "lowrank", 2, 1.5),
-           ("lowrank K=2", "lowrank", 2, 2.0),
-           ("lowrank K=2", "lowrank", 2, 3.0)]
-
-
-def spread(items: list, n: int) -> list:
-    """``n`` items evenly spaced over ``items`` (the test split is in help-file order, so the
-    first ``n`` would come from a handful of files)."""
-    if n >= len(items):
-        return list(items)
-    return [items[(i * len(items)) // n] for i in range(n)]
+# (label, method, K, target encoder-layer compression, fit); None: the original
+CONFIGS = [("original", None, None, None, None),
+           ("residual K=2", "residual", 2, 1.5, "data-free"),
+           ("residual K=2", "residual", 2, 1.95, "data-free"),  # 2x leaves rank 0: S + diag
+           ("residual K=4", "residual", 4, 2.0, "data-free"),
+           ("residual K=4", "residual", 4, 3.0, "data-free"),
+           ("lowrank K=2", "lowrank", 2, 1.5, "data-free"),
+           ("lowrank K=2", "lowrank", 2, 2.0, "data-free"),
+           ("lowrank K=2", "lowrank", 2, 3.0, "data-free"),
+           ("lowrank K=1", "lowrank", 1, 1.5, "calibrated"),
+           ("lowrank K=1", "lowrank", 1, 2.0, "calibrated"),
+           ("lowrank K=1", "lowrank", 1, 3.0, "calibrated"),
+           ("residual K=2", "residual", 2, 1.5, "calibrated"),
+           ("residual K=2", "residual", 2, 1.95, "calibrated"),
+           ("residual K=4", "residual", 4, 1.5, "calibrated"),
+           ("residual K=4", "residual", 4, 2.0, "calibrated"),
+           ("residual K=4", "residual", 4, 3.0, "calibrated")]
 
 
 def converted(base, method: str, k: int, rank: int, init: str = "mean"):
@@ -61,19 +72,39 @@ def rank_for(base, method: str, k: int, target: float) -> tuple[int, float]:
     return best, ratio(best)
 
 
+def calibrated(base, method: str, k: int, rank: int, batches: list[dict]):
+    model = copy.deepcopy(base)
+    result = compress(model, batches, method=method, group_size=k, rank=rank, stacks="encoder",
+                      progress=False)
+    return model, result.seconds, [list(e) for e in result.error_table()]
+
+
+def row_label(label: str, fit: str | None, rank, ratio: float) -> str:
+    if fit is None:
+        return label
+    return f"{label} r={rank} ({ratio:.2f}x)" + (", calibrated" if fit == "calibrated" else "")
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.8))
     for ax, key, title in ((axes[0], "espeak_wer", "espeak-en test"),
                            (axes[1], "librivox_wer", "LibriVox (5 clips)")):
         xs = [r["encoder_params"] / 1e6 for r in rows]
         ys = [r[key] for r in rows]
-        ax.scatter(xs, ys, color=["black" if r["method"] == "original" else
-                                  "tab:blue" if r["method"] == "residual" else "tab:orange"
-                                  for r in rows], zorder=3)
+        for fit, marker in (("data-free", "o"), ("calibrated", "s"), ("distilled", "*"),
+                            (None, "D")):
+            sel = [i for i, r in enumerate(rows) if r.get("fit", "data-free" if r["method"]
+                                                            != "original" else None) == fit]
+            if sel:
+                ax.scatter([xs[i] for i in sel], [ys[i] for i in sel], marker=marker,
+                           s=70 if marker == "*" else 30, zorder=3, label=fit or "original",
+                           color=["black" if rows[i]["method"] == "original" else "tab:blue"
+                                  if rows[i]["method"] == "residual" else "tab:orange"
+                                  for i in sel])
         front, best = [], float("inf")  # Pareto front: fewer parameters and lower WER
         for x, y in sorted(zip(xs, ys)):
             if y < best:
@@ -86,12 +117,13 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_yscale("log")
         ax.set_xlabel("encoder parameters (millions, conv front end and positions included)")
         ax.set_ylabel("WER % (log scale)")
-        ax.set_title(f"{title}, data-free, encoder only")
+        ax.set_title(f"{title}, encoder only (blue residual, orange lowrank)")
         ax.grid(alpha=0.3, which="both")
         ax.legend(loc="upper right", fontsize=8)
     key = "   ".join(f"{i}: {r['label']}" for i, r in enumerate(rows))
     fig.text(0.5, 0.01, "\n".join(_wrap(key, 150)), ha="center", va="bottom", fontsize=8)
-    fig.tight_layout(rect=(0, 0.09, 1, 1))
+    lines = len(_wrap(key, 150))  # room for the key below the axes
+    fig.tight_layout(rect=(0, 0.03 + 0.028 * lines, 1, 1))
     fig.savefig(path, dpi=120)
 
 
@@ -106,6 +138,15 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--calib-frames", type=int, default=48000,
+                        help="calibration encoder frames (1500 per espeak-en train utterance)")
+    parser.add_argument("--reuse", nargs="*", type=Path, default=None, metavar="JSON",
+                        help="keep the compressed rows (same label) already in --out/speech.json "
+                             "and in these files, instead of decoding them again")
+    parser.add_argument("--only-checkpoints", action="store_true",
+                        help="decode only the original and the --checkpoint models")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="LABEL=DIR",
+                        help="also decode a saved layershare checkpoint (e.g. a distilled one)")
     parser.add_argument("--replot", action="store_true",
                         help="only redraw speech.png and the table from --out/speech.json")
     args = parser.parse_args(argv)
@@ -117,16 +158,56 @@ def main(argv=None) -> int:
     espeak = spread(test_utterances("espeak-en", args.data_dir), args.limit)
     librivox = test_utterances("librivox", args.data_dir)
     base, tokenizer = load_speech_model("whisper-tiny-en")
+    stored = {}
+    if args.reuse is not None:
+        for path in [args.out / "speech.json", *args.reuse]:
+            if path.is_file():
+                stored.update({r["label"]: r for r in json.loads(path.read_text())})
+    batches = None
+    jobs = [(label, method, k, target, fit, None) for label, method, k, target, fit in CONFIGS
+            if method is None or not args.only_checkpoints]
+    for item in args.checkpoint:
+        label, _, path = item.rpartition("=")  # labels hold "K=2"; paths rarely "="
+        jobs.append((label, "checkpoint", None, None, "distilled", Path(path)))
     rows, start = [], time.perf_counter()
-    for label, method, k, target in CONFIGS:
-        if method is None:
-            model, rank, ratio = base, None, 1.0
+    for label, method, k, target, fit, path in jobs:
+        extra = {}
+        if method == "checkpoint" and label in stored:
+            rows.append(stored[label])
+            print(f"{label}: reused", file=sys.stderr, flush=True)
+            continue
+        if method == "checkpoint":
+            model = load_speech_model(path)[0]
+            cfg = model.layershare_config
+            base_layers = encoder_params(base)["encoder_layer_params"]
+            ratio = base_layers / encoder_params(model)["encoder_layer_params"]
+            row = {"label": label, "method": cfg.method, "group_size": cfg.group_size,
+                   "rank": None, "fit": fit, "checkpoint": str(path),
+                   "layer_compression": ratio, **encoder_params(model)}
         else:
-            rank, ratio = rank_for(base, method, k, target)
-            model = converted(base, method, k, rank)
-        row = {"label": label if method is None else f"{label} r={rank} ({ratio:.2f}x)",
-               "method": method or "original", "group_size": k, "rank": rank,
-               "layer_compression": ratio, **encoder_params(model)}
+            if method is None:
+                model, rank, ratio = base, None, 1.0
+            else:
+                rank, ratio = rank_for(base, method, k, target)
+            name = row_label(label, fit, rank, ratio)
+            if name in stored and method is not None:
+                rows.append({"fit": fit, **stored[name]})
+                print(f"{name}: reused from speech.json", file=sys.stderr, flush=True)
+                continue
+            if fit == "calibrated":
+                if batches is None:
+                    utts = train_utterances("espeak-en", args.data_dir)
+                    batches = speech_batches(base, utts, args.calib_frames, args.batch_size)
+                model, seconds, error_table = calibrated(base, method, k, rank, batches)
+                extra = {"calib_utterances": sum(len(b["input_features"]) for b in batches),
+                         "calib_frames": sum(len(b["input_features"]) for b in batches) * 1500,
+                         "compress_s": round(seconds, 1),
+                         "whitened_errors": error_table}  # (matrix, mean, max) relative
+            elif method is not None:
+                model = converted(base, method, k, rank)
+            row = {"label": name, "method": method or "original", "group_size": k,
+                   "rank": rank, "fit": fit, "layer_compression": ratio,
+                   **encoder_params(model), **extra}
         for name, utts in (("espeak", espeak), ("librivox", librivox)):
             res = evaluate_wer(model, tokenizer, utts, batch_size=args.batch_size)
             row.update({f"{name}_wer": res["wer"], f"{name}_errors":
@@ -138,8 +219,11 @@ def main(argv=None) -> int:
               f"{row['librivox_wer']:.2f} % ({row['librivox_errors']} errors), "
               f"{time.perf_counter() - start:.0f} s so far", file=sys.stderr, flush=True)
         rows.append(row)
-    args.out.mkdir(parents=True, exist_ok=True)
+        partial = args.out / "speech.partial.json"  # a long run keeps what it has measured
+        args.out.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps(rows, indent=1) + "\n")
     (args.out / "speech.json").write_text(json.dumps(rows, indent=1) + "\n")
+    partial.unlink()
     plot(rows, args.out / "speech.png")
     (args.out / "speech-table.md").write_text(table(rows) + "\n")
     print(table(rows))
@@ -153,8 +237,11 @@ def table(rows: list[dict]) -> str:
              f"LibriVox WER % ({n_l} clips, {rows[0]['librivox_words']} words) | "
              f"LibriVox word errors | decode s (espeak + LibriVox) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines[0] = lines[0].replace("| model |", "| model | fit |")
+    lines[1] = "|---" + lines[1]
     for r in rows:
-        lines.append(f"| {r['label']} | {r['encoder_params']:,} | {r['encoder_layer_params']:,} | "
+        fit = r.get("fit") or ("-" if r["method"] == "original" else "data-free")
+        lines.append(f"| {r['label']} | {fit} | {r['encoder_params']:,} | {r['encoder_layer_params']:,} | "
                      f"{r['layer_compression']:.2f}x | {r['espeak_wer']:.2f} | "
                      f"{r['librivox_wer']:.2f} | {r['librivox_errors']} | "
                      f"{r['espeak_decode_s'] + r['librivox_decode_s']:.0f} |")

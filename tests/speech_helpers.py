@@ -129,3 +129,33 @@ def tiny_ct2_dir(directory: Path):
          "alignment_heads": [[1, 0]], "lang_ids": [specials["<|en|>"]]}))
     return directory, model
 
+
+WORDS = ["open", "the", "dialog", "and", "choose", "a", "file", "then", "press", "enter"]
+
+
+def _clip(rng, seconds):
+    """A voiced-like clip: a few harmonics with a wandering pitch, plus a little noise."""
+    t = np.arange(int(16000 * seconds)) / 16000
+    f0 = 110 + 40 * np.sin(2 * np.pi * rng.uniform(0.3, 1.5) * t)
+    phase = 2 * np.pi * np.cumsum(f0) / 16000
+    wave = sum(rng.uniform(0.1, 0.4) / k * np.sin(k * phase) for k in range(1, 6))
+    return wave * np.hanning(len(t)) + 0.01 * rng.standard_normal(len(t))
+
+
+def write_espeak_data(root: Path) -> Path:
+    """ROOT/espeak-en with 6 train, 2 valid and 2 test utterances of synthetic voiced clips
+    and a verified manifest (no espeak-ng needed); returns ROOT, the data directory."""
+    from layershare.data import espeak
+    from layershare.data.audio import to_int16, write_split
+    from layershare.data.store import write_manifest
+
+    directory = root / "espeak-en"
+    directory.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    counts = {}
+    for split, n in (("train", 6), ("valid", 2), ("test", 2)):
+        utts = [(f"{split}-{i}", " ".join(rng.choice(WORDS, 5)),
+                 to_int16(_clip(rng, rng.uniform(0.8, 2.0))), {}) for i in range(n)]
+        counts[split] = write_split(directory, split, utts)
+    write_manifest(directory, "espeak-en", espeak.VERSION, {"test": True}, counts)
+    return root

@@ -191,7 +191,7 @@ def _other_width(tmp_path):
     ("not_layershare", "not a layershare checkpoint"),
     ("missing", "not a layershare checkpoint"),
     ("encoder_teacher", "the student is a language model but the teacher an encoder"),
-    ("bad_data", "--data takes brown or 'text FILE'"),
+    ("bad_data", "--data takes brown, espeak-en or 'text FILE'"),
 ])
 def test_bad_input_one_line_exit_2_no_output(tmp_path, lm, encoder, capsys, case, message):
     p = dict(lm)

@@ -3,6 +3,11 @@
     layershare compress smollm2-135m --method lowrank --group-size 1 --keep 0.6 --out small/
     layershare compress SRC --method residual --group-size 2 --keep 0.8 --calib brown \\
         --calib-tokens 16384 --seq-len 256 --out DIR
+    layershare compress whisper-tiny-en --stacks encoder --method residual --group-size 4 \\
+        --keep 0.34 --calib espeak-en --calib-tokens 96000 --out DIR
+
+A Whisper model calibrates on speech (compress/speech.py): log-mel features of espeak-en
+train utterances, ``--calib-tokens`` counted in encoder frames (1500 per 30 s clip).
 """
 
 from __future__ import annotations
@@ -45,9 +50,16 @@ def add_commands(sub) -> None:
     size.add_argument("--keep", type=_keep, help="fraction of the stack's matrix parameters kept")
     p.add_argument("--allocate", choices=("uniform", "spectrum"), default="uniform",
                    help="how --keep is spread: the same fraction per matrix, or by whitened spectrum")
-    p.add_argument("--calib", default="brown",
-                   help="calibration text: brown (its valid split), a text file, or none (data-free)")
-    p.add_argument("--calib-tokens", type=int, default=16384)
+    p.add_argument("--calib", default=None,
+                   help="calibration data: text models brown (its valid split, the default) or "
+                        "a text file; Whisper models espeak-en (its train split, the default); "
+                        "none: the data-free fit")
+    p.add_argument("--calib-tokens", type=int, default=16384,
+                   help="calibration tokens; for a Whisper model encoder frames, 1500 per "
+                        "utterance (each padded to 30 s): ceil(N/1500) utterances evenly "
+                        "spaced over the train split")
+    p.add_argument("--data-dir", default=None,
+                   help="where speech data is prepared (default $LAYERSHARE_DATA or ./data)")
     p.add_argument("--seq-len", type=int, default=256, help="tokens per calibration window")
     p.add_argument("--batch-size", type=int, default=8, help="calibration windows per forward")
     p.add_argument("--sequential", action=argparse.BooleanOptionalAction, default=True,
@@ -74,9 +86,30 @@ def calibration_batches(tokenizer, source: str, tokens: int, seq_len: int, batch
     return [{"input_ids": windows[i:i + batch_size]} for i in range(0, len(windows), batch_size)]
 
 
+def _speech_calibration(model, args, source: str) -> list[dict]:
+    """Whisper: features of espeak-en train utterances; teacher-forced transcripts as well
+    when the decoder stack is compressed."""
+    from ..compress.speech import speech_batches, train_utterances
+    from ..formats import whisper
+    from ..formats.pretrained import resolve
+
+    utterances = train_utterances(source, args.data_dir)
+    tokenizer = whisper.tokenizer(resolve(args.src)) if args.stacks != "encoder" else None
+    return speech_batches(model, utterances, args.calib_tokens, args.batch_size, tokenizer)
+
+
+def _calib_summary(calib, result, source: str, speech: bool) -> str:
+    if not speech:
+        return f"{result.calib_tokens:,} tokens of {source}"
+    clips = sum(len(b["input_features"]) for b in calib)
+    frames = sum(b["input_features"].shape[0] * b["input_features"].shape[-1] // 2 for b in calib)
+    return f"{clips} utterances of {source} train, {frames:,} encoder frames"
+
+
 def cmd_compress(args) -> None:
     from .. import count
     from ..compress import compress
+    from ..compress.speech import SPEECH_CALIB, is_speech_model
     from ..formats.hub import auto_tokenizer, from_local
     from ..formats.lazy import LazyModel, can_open_lazily, release_large_frees
     from ..formats.pretrained import resolve
@@ -93,9 +126,15 @@ def cmd_compress(args) -> None:
         model = lazy.model
     else:  # GGUF (de-quantised by transformers as a whole) and other formats
         model = from_local(args.src)
-    calib = None
-    if args.calib != "none":
-        calib = calibration_batches(auto_tokenizer(args.src), args.calib, args.calib_tokens,
+    calib, speech = None, is_speech_model(model)
+    source = args.calib or ("espeak-en" if speech else "brown")
+    if source != "none" and speech:
+        calib = _speech_calibration(model, args, source)
+    elif source != "none":
+        if source in SPEECH_CALIB:
+            raise LayershareError(f"--calib {source} is speech; {type(model).__name__} reads "
+                                  "text: calibrate on brown or a text file")
+        calib = calibration_batches(auto_tokenizer(args.src), source, args.calib_tokens,
                                     args.seq_len, args.batch_size)
     result = compress(model, calib, method=args.method, keep=args.keep, rank=args.rank,
                       group_size=_group_size(args), allocate=args.allocate,
@@ -111,6 +150,6 @@ def cmd_compress(args) -> None:
         for name, mean, worst in result.error_table():
             print(f"{name:<24}{mean:>20.4f}{worst:>10.4f}")
     print(f"wrote {args.out} in {result.seconds:.1f} s "
-          f"(calibration: {'none' if calib is None else f'{result.calib_tokens:,} tokens of {args.calib}'})")
+          f"(calibration: {'none' if calib is None else _calib_summary(calib, result, source, speech)})")
     print(f"matrix parameters kept: {result.keep:.4f}" + (f" (asked {args.keep:g})" if args.keep else ""))
     print(count(model))

@@ -24,8 +24,9 @@ def add_commands(sub) -> None:
     p.add_argument("student", help="layershare checkpoint to train (from compress or convert)")
     p.add_argument("--teacher", required=True,
                    help="the dense original: transformers directory, .gguf or short name")
-    p.add_argument("--data", nargs="+", default=["brown"], metavar="brown|text FILE",
-                   help="brown (its train split) or 'text FILE' (split 90/5/5 by line order)")
+    p.add_argument("--data", nargs="+", default=["brown"], metavar="brown|espeak-en|text FILE",
+                   help="brown (its train split), 'text FILE' (split 90/5/5 by line order), or "
+                        "espeak-en for a Whisper student (its prepared speech splits)")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--seq-len", type=int, default=256, help="tokens per training window")
     p.add_argument("--batch-size", type=int, default=8, help="global batch, in windows")
@@ -64,12 +65,13 @@ def add_commands(sub) -> None:
 
 def data_sets(words: list[str]) -> list[str]:
     """``brown`` | ``text FILE`` (or a bare FILE) as run-config assignments."""
-    if words == ["brown"]:
-        return ["data.name=brown"]
+    if words in (["brown"], ["espeak-en"]):
+        return [f"data.name={words[0]}"]
     if len(words) == 2 and words[0] == "text":
         words = words[1:]
-    if len(words) != 1 or words[0] in ("text", "brown"):
-        raise LayershareError(f"--data takes brown or 'text FILE', got {' '.join(words)!r}")
+    if len(words) != 1 or words[0] in ("text", "brown", "espeak-en"):
+        raise LayershareError(f"--data takes brown, espeak-en or 'text FILE', got "
+                              f"{' '.join(words)!r}")
     return ["data.name=text", f"data.train={_quote(words[0])}"]
 
 

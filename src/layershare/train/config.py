@@ -34,7 +34,7 @@ ARCHS = ("reference", "gpt2")
 SCHEDULES = ("cosine", "inverse-sqrt", "constant")
 TASKS = {"brown": "lm", "text": "lm", "libreoffice-de-en": "translation",
          "parallel": "translation", "wordnet-supersense": "classification",
-         "classes": "classification"}
+         "classes": "classification", "espeak-en": "asr"}  # asr: distillation only
 
 
 def _f(default, help: str):
@@ -194,6 +194,10 @@ def check(cfg: RunConfig) -> RunConfig:
     if cfg.data.name not in TASKS:
         raise LayershareError(f"unknown data.name {cfg.data.name!r}; choose one of "
                               f"{', '.join(TASKS)}")
+    if cfg.task == "asr" and cfg.distill.student is None:
+        raise LayershareError(f"data.name {cfg.data.name} is speech: it distils a compressed "
+                              "Whisper (layershare distill STUDENT --teacher whisper-tiny-en "
+                              f"--data {cfg.data.name}); layershare train does not read it")
     if cfg.share.method not in SHARE_METHODS:
         raise LayershareError(f"unknown share.method {cfg.share.method!r}; choose one of "
                               f"{', '.join(SHARE_METHODS)}")

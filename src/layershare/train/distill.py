@@ -14,8 +14,8 @@ cross-entropy on the text (the usual ``alpha = 0.5`` up to a factor 2 in the lea
 
 Encoders (MiniLM, BERT-like; TinyBERT's hidden-state loss): the mean squared error of the
 student's last hidden state against the teacher's over non-padding tokens, or the mean over
-every layer's output (``hidden: all``); a Whisper encoder fits the same loss once a task
-feeds it audio features.
+every layer's output (``hidden: all``). A Whisper encoder fits the same loss on log-mel
+features of espeak-en utterances (train/distill_speech.py).
 
 The teacher runs in eval mode under ``no_grad`` (bf16 weights on CUDA), one batch at a time:
 its logits or hidden states are never stored for the data set.
@@ -70,8 +70,9 @@ def is_norm(module: nn.Module) -> bool:
         ("Norm", "RMSNorm", "LayerNorm"))
 
 
-def select_trainable(model: nn.Module, mode: str) -> dict:
-    """Set ``requires_grad`` for ``trainable: mode``; returns the parameter counts."""
+def select_trainable(model: nn.Module, mode: str, within: nn.Module | None = None) -> dict:
+    """Set ``requires_grad`` for ``trainable: mode``; returns the parameter counts.
+    ``within``: only that submodule's parameters may train (a Whisper student's encoder)."""
     if mode == "all":
         model.requires_grad_(True)
     else:
@@ -84,6 +85,11 @@ def select_trainable(model: nn.Module, mode: str) -> dict:
                 p = getattr(module, name, None)
                 if isinstance(p, nn.Parameter):
                     p.requires_grad_(True)
+    if within is not None:
+        inside = {id(p) for p in within.parameters()}
+        for p in model.parameters():
+            if id(p) not in inside:
+                p.requires_grad_(False)
     unique = {id(p): p for p in model.parameters()}.values()
     trainable = sum(p.numel() for p in unique if p.requires_grad)
     if trainable == 0:
@@ -310,10 +316,15 @@ def build_distill_task(cfg) -> Task:
     """Student, teacher (checked against each other), the student's tokenizer, the text."""
     from ..formats.hub import auto_tokenizer, from_local, tokenizer_files
 
+    from ..compress.speech import is_speech_model
+
     d = cfg.distill
     student = load_student(d.student)
     teacher = from_local(d.teacher)
     check_pair(student, teacher)
+    if is_speech_model(teacher) or cfg.data.name == "espeak-en":
+        from .distill_speech import build_speech_task
+        return build_speech_task(cfg, student, teacher)
     tok = auto_tokenizer(d.student if tokenizer_files(d.student) else d.teacher)
     splits = read_distill_splits(cfg)
     cls = DistillLMTask if is_lm(teacher) else DistillEncoderTask

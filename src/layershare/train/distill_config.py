@@ -62,9 +62,9 @@ def check_distill(cfg) -> None:
         if type(value) is not int or value < (0 if name == "eval_windows" else 2):
             raise LayershareError(f"distill.{name} must be an integer >= "
                                   f"{0 if name == 'eval_windows' else 2}, got {value!r}")
-    if cfg.data.name not in ("brown", "text"):
-        raise LayershareError(f"distillation reads text: data.name brown or text, "
-                              f"not {cfg.data.name}")
+    if cfg.data.name not in ("brown", "text", "espeak-en"):
+        raise LayershareError(f"distillation reads text (data.name brown or text) or speech "
+                              f"(espeak-en, for Whisper), not {cfg.data.name}")
     if cfg.share.method != "dense" or cfg.share.transfer_at_step:
         raise LayershareError("distillation trains the student as it is: leave share.* at "
                               "its defaults (compress or convert the student first)")

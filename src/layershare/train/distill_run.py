@@ -58,7 +58,9 @@ class DistillTrainer(Trainer):
         return build_distill_task(self.cfg)
 
     def prepare_model(self, model):
-        self.trainable = select_trainable(model, self.cfg.distill.trainable)
+        root = getattr(self.task, "trainable_root", None)  # speech: the encoder only
+        self.trainable = select_trainable(model, self.cfg.distill.trainable,
+                                          root(model) if root else None)
         self.task.student = None  # a resumed run does not need the loaded student
         return model
 
