@@ -62,21 +62,22 @@ def child_ort(args) -> None:
     quiet for the timed one only."""
     import numpy as np
 
-    from layershare.deploy.ort_generate import OrtCausalLM
+    from layershare.deploy.ort_generate import OrtCausalLM, eos_ids
     from layershare.measure import peak_rss_bytes
 
     data = np.load(args.data)
+    eos = eos_ids(args.child_dir)  # banned, as the PyTorch child's min_new_tokens does
     t0 = time.perf_counter()
     model = OrtCausalLM(args.child_dir, threads=args.threads)
     load_s = time.perf_counter() - t0
     result = {"torch_imported": "torch" in sys.modules}
     if args.part == "speed":
-        _, timing = model.greedy(data["windows"][0].tolist(), NEW, exact=True)
+        _, timing = model.greedy(data["windows"][0].tolist(), NEW, eos=eos, exact=True)
         result.update(peak_rss=peak_rss_bytes(), prefill_ms=timing.prefill_s * 1e3,
                       decode_tps=timing.decode_tokens_per_s, load_s=load_s,
                       load_1min=os.getloadavg()[0])
     else:
-        result["greedy"] = [model.greedy(p.tolist(), NEW, exact=True)[0]
+        result["greedy"] = [model.greedy(p.tolist(), NEW, eos=eos, exact=True)[0]
                             for p in data["prompts"]] if args.greedy else []
         t0 = time.perf_counter()
         result["ppl_ort"] = model.perplexity(data["windows"])

@@ -31,6 +31,26 @@ def test_greedy_tokens_equal_torch(onnx_exports):
         assert timing.new_tokens == 24 and timing.decode_steps == 23
 
 
+def test_exact_greedy_never_picks_eos_like_min_new_tokens(onnx_exports):
+    """``exact`` with ``eos`` bans the eos ids, as transformers' ``min_new_tokens`` does: make
+    the token greedy picks first an eos id, and both must pick the same other tokens."""
+    from layershare.deploy.ort_generate import OrtCausalLM
+
+    model, _, out, _ = onnx_exports("llama-residual")
+    ort = OrtCausalLM(out)
+    ids = torch.randint(3, 96, (1, 7), generator=torch.Generator().manual_seed(11))
+    first = ort.greedy(ids[0].tolist(), 1, exact=True)[0][0]
+    got, _ = ort.greedy(ids[0].tolist(), 12, eos={first}, exact=True)
+    assert first not in got and len(got) == 12
+    with torch.no_grad():
+        ref = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12,
+                             min_new_tokens=12, do_sample=False, pad_token_id=0,
+                             eos_token_id=first)
+    assert got == ref[0, ids.shape[1]:].tolist()
+    stopped, _ = ort.greedy(ids[0].tolist(), 12, eos={first})
+    assert stopped == [first]  # without exact: stop after the eos token
+
+
 def test_perplexity_equals_torch(onnx_exports):
     from layershare.deploy.ort_generate import OrtCausalLM
     from layershare.evaluate.perplexity import lm_quality

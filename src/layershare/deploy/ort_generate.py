@@ -72,19 +72,25 @@ class OrtCausalLM:
 
     def greedy(self, prompt: list[int], max_new_tokens: int, eos: set[int] | None = None,
                exact: bool = False) -> tuple[list[int], GenerationTiming]:
-        """Greedy continuation of ``prompt`` (token ids). ``exact``: ``max_new_tokens`` new
-        tokens whatever they are; else stop after an ``eos`` token."""
+        """Greedy continuation of ``prompt`` (token ids): stop after an ``eos`` token, or, with
+        ``exact``, exactly ``max_new_tokens`` new tokens, the ``eos`` ids never chosen (what
+        transformers' ``min_new_tokens=max_new_tokens`` does, so the two agree)."""
         if not prompt:
             raise LayershareError("generate: the prompt encodes to no tokens")
-        eos = set() if exact else (eos or set())
+        eos = set(eos or ())
+        banned = sorted(eos) if exact else []
         out, times = [], []
         start = time.perf_counter()
         logits, past = self.step(np.array([prompt]), self.empty_past())
         while True:
-            token = int(np.argmax(logits[0, -1]))
+            row = logits[0, -1]
+            if banned:
+                row = row.copy()
+                row[banned] = -np.inf
+            token = int(np.argmax(row))
             times.append(time.perf_counter())
             out.append(token)
-            if len(out) >= max_new_tokens or token in eos:
+            if len(out) >= max_new_tokens or (token in eos and not exact):
                 break
             logits, past = self.step(np.array([[token]]), past)
         timing = GenerationTiming(prompt_tokens=len(prompt), new_tokens=len(out),
