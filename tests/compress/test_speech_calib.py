@@ -82,8 +82,10 @@ def test_full_rank_calibrated_encoder_is_exact(tiny, data_dir, method, k):
     result = compress(model, batches, method=method, group_size=k, rank=full, stacks="encoder",
                       progress=False)
     assert result.calib_tokens == 6 * 1500
+    # fp32 through a Cholesky whitening and 4 layers: ~1e-5 absolute (1.2e-5 seen on one
+    # machine), where any truncation would differ by ~1e-1
     for got, want in zip(_encode(model, batches), reference):
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
 def _data_error(dense, compressed, batches) -> dict[str, float]:
