@@ -58,3 +58,26 @@ def kill_job(proc, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"processes {victims} still run after SIGKILL")
         time.sleep(0.01)
+
+
+def kill_after_checkpoint(cmd: list[str], out: Path, env: dict, after_step: int = 3,
+                          timeout: float = 300.0):
+    """Start the torchrun job ``cmd`` writing to ``out``, kill -9 all of it as soon as its
+    ``last`` checkpoint is at step >= ``after_step``; the step killed at (None: it ended
+    first)."""
+    import subprocess
+
+    from layershare.train.state import read_info
+
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed_at, deadline = None, time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        info = read_info(out) if (out / "checkpoints" / "last" / "info.json").is_file() else None
+        if info is not None and info["step"] >= after_step:
+            kill_job(proc)  # the launcher and its workers
+            killed_at = info["step"]
+            break
+        time.sleep(0.01)
+    proc.wait()
+    return killed_at

@@ -25,18 +25,16 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 from distill_helpers import args
 from safetensors.torch import load_file
-from torchrun_helpers import kill_job
+from torchrun_helpers import kill_after_checkpoint
 
 import layershare
 from layershare.cli import main
 from layershare.train.report import read_metrics
-from layershare.train.state import read_info
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
 STEPS = 12
@@ -73,17 +71,7 @@ def test_fsdp_distill_killed_and_resumed_equals_one_process_and_keeps_frozen_fro
     assert main(_args(lm, one)) == 0  # one process: train.parallel is ignored
 
     # kill -9 (every process of the job) after a checkpoint before the end, then resume
-    proc = subprocess.Popen(_cmd(lm, two), env=ENV, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    killed_at, deadline = None, time.monotonic() + 300
-    while proc.poll() is None and time.monotonic() < deadline:
-        info = read_info(two) if (two / "checkpoints" / "last" / "info.json").is_file() else None
-        if info is not None and info["step"] >= 3:
-            kill_job(proc)  # the launcher and its workers
-            killed_at = info["step"]
-            break
-        time.sleep(0.01)
-    proc.wait()
+    killed_at = kill_after_checkpoint(_cmd(lm, two), two, ENV)
     assert killed_at is not None and killed_at < STEPS, "the run ended before it was killed"
     assert not (two / "results.json").exists()
     loud = [a for a in _cmd(lm, two) if a != "--quiet"]  # prints where it resumes

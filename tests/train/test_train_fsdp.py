@@ -14,17 +14,15 @@ reduce-scatter, DCP save/load): these tests need no GPU.
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
-from torchrun_helpers import kill_job
+from torchrun_helpers import kill_after_checkpoint
 from train_helpers import tiny, weights
 
 from layershare.train import load_config, train
 from layershare.train.fsdp import consolidate
 from layershare.train.report import read_metrics
-from layershare.train.state import read_info
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parents[1] / "src"
@@ -72,19 +70,7 @@ def test_fsdp_equals_one_process_and_resumes_exactly_after_kill(tmp_path, text_d
 
     # kill -9 (every process of the job) once a checkpoint before the end exists, resume
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_train_cmd(sets, out), env=ENV, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    killed_at = None
-    deadline = time.monotonic() + 300
-    while proc.poll() is None and time.monotonic() < deadline:
-        info = read_info(out) if (out / "checkpoints" / "last" / "info.json").is_file() else None
-        if info is not None and info["step"] >= 3:
-            kill_job(proc)  # the launcher and its workers
-            killed_at = info["step"]
-            break
-        time.sleep(0.01)
-    proc.wait()
-    proc.stderr.close()
+    killed_at = kill_after_checkpoint(_train_cmd(sets, out), out, ENV)
     assert killed_at is not None and killed_at < 12, "the run ended before it could be killed"
     loud = [a for a in _train_cmd(sets, out) if a != "--quiet"]  # prints where it resumes
     done = subprocess.run(loud, capture_output=True, text=True, timeout=300, env=ENV)
