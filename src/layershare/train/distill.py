@@ -310,22 +310,3 @@ def load_student(path: str) -> nn.Module:
         raise LayershareError(f"{path}: not a layershare checkpoint ({what}); make one with "
                               "layershare compress SRC --keep F --out DIR")
     return load(directory)
-
-
-def build_distill_task(cfg) -> Task:
-    """Student, teacher (checked against each other), the student's tokenizer, the text."""
-    from ..formats.hub import auto_tokenizer, from_local, tokenizer_files
-
-    from ..compress.speech import is_speech_model
-
-    d = cfg.distill
-    student = load_student(d.student)
-    teacher = from_local(d.teacher)
-    check_pair(student, teacher)
-    if is_speech_model(teacher) or cfg.data.name == "espeak-en":
-        from .distill_speech import build_speech_task
-        return build_speech_task(cfg, student, teacher)
-    tok = auto_tokenizer(d.student if tokenizer_files(d.student) else d.teacher)
-    splits = read_distill_splits(cfg)
-    cls = DistillLMTask if is_lm(teacher) else DistillEncoderTask
-    return cls(cfg, tok, splits, teacher, student)

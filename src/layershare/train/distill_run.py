@@ -47,10 +47,32 @@ import torch
 
 from .. import count, save
 from ..formats.hub import save_tokenizer, tokenizer_files
-from .distill import build_distill_task, load_student, select_trainable
+from .distill import (DistillEncoderTask, DistillLMTask, check_pair, is_lm, load_student,
+                      read_distill_splits, select_trainable)
+from .distill_speech import build_speech_task
 from .report import peak_memory, plot_losses, write_results
 from .state import load_model, read_info
+from .tasks import Task
 from .trainer import Trainer, train
+
+
+def build_distill_task(cfg) -> Task:
+    """Student, teacher (checked against each other), the student's tokenizer, the data: the
+    speech task (distill_speech.py) for Whisper, else the LM or encoder task (distill.py).
+    Here rather than in distill.py, which distill_speech.py builds on (no import cycle)."""
+    from ..compress.speech import is_speech_model
+    from ..formats.hub import auto_tokenizer, from_local
+
+    d = cfg.distill
+    student = load_student(d.student)
+    teacher = from_local(d.teacher)
+    check_pair(student, teacher)
+    if is_speech_model(teacher) or cfg.data.name == "espeak-en":
+        return build_speech_task(cfg, student, teacher)
+    tok = auto_tokenizer(d.student if tokenizer_files(d.student) else d.teacher)
+    splits = read_distill_splits(cfg)
+    cls = DistillLMTask if is_lm(teacher) else DistillEncoderTask
+    return cls(cfg, tok, splits, teacher, student)
 
 
 class DistillTrainer(Trainer):
