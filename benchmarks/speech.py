@@ -3,6 +3,12 @@
     PYTHONPATH=src python benchmarks/speech.py --limit 30 --out benchmarks/results
     PYTHONPATH=src python benchmarks/speech.py --limit 30 --reuse --calib-frames 48000 \
         --checkpoint "distilled ...=runs/whisper-distil/model" --out benchmarks/results
+    PYTHONPATH=src python benchmarks/speech.py --limit 30 --reuse --stacks all \
+        --out benchmarks/results
+
+With ``--stacks all`` both stacks are compressed, one rank for every matrix of both, the
+target counting both stacks' layer parameters, and the decoder calibrated on the
+teacher-forced transcripts of the same utterances (CONFIGS_ALL).
 
 Compresses the encoder stack only (``stacks="encoder"``) of ``whisper-tiny-en`` with residual
 (K=2, K=4) and lowrank (Basis Sharing K=2; per-layer SVD-LLM K=1) at about 1.5x, 2x and 3x
@@ -14,8 +20,9 @@ spaced; compress/speech.py), sequential, no training. ``--checkpoint LABEL=DIR``
 checkpoints (a distilled encoder). Every model decodes the same utterances (``--limit``
 utterances evenly spaced over the espeak-en test split, and the five LibriVox clips), greedy,
 at most 128 new tokens. ``--reuse`` keeps the compressed rows already in ``speech.json``
-(same label) instead of decoding them again; the original is always decoded again, so each
-run shows that its data gives the stored figures. Writes ``speech.json`` (with every
+(same label) instead of decoding them again, and writes the stored rows it did not measure
+back with the new ones; the original is always decoded again, so each run shows that its
+data gives the stored figures. Writes ``speech.json`` (with every
 hypothesis), ``speech-table.md`` and ``speech.png``.
 """
 
@@ -51,17 +58,33 @@ CONFIGS = [("original", None, None, None, None),
            ("residual K=4", "residual", 4, 2.0, "calibrated"),
            ("residual K=4", "residual", 4, 3.0, "calibrated")]
 
+# --stacks all: both stacks, one rank for every matrix of both; the target counts both stacks'
+# layer parameters. Residual K=2 cannot reach 2x (sharing alone gives 2x), hence 1.95x.
+CONFIGS_ALL = [("original", None, None, None, None),
+               *[(label, method, k, target, fit)
+                 for fit in ("data-free", "calibrated")
+                 for label, method, k, target in (
+                     ("residual K=2", "residual", 2, 1.95),
+                     ("residual K=4", "residual", 4, 2.0),
+                     ("residual K=4", "residual", 4, 3.0),
+                     ("lowrank K=2" if fit == "data-free" else "lowrank K=1", "lowrank",
+                      2 if fit == "data-free" else 1, 2.0),
+                     ("lowrank K=2" if fit == "data-free" else "lowrank K=1", "lowrank",
+                      2 if fit == "data-free" else 1, 3.0))]]
 
-def converted(base, method: str, k: int, rank: int, init: str = "mean"):
+
+def converted(base, method: str, k: int, rank: int, stacks: str, init: str = "mean"):
     model = copy.deepcopy(base)
-    layershare.convert(model, method=method, group_size=k, rank=rank, stacks="encoder", init=init)
+    layershare.convert(model, method=method, group_size=k, rank=rank, stacks=stacks, init=init)
     return model
 
 
-def rank_for(base, method: str, k: int, target: float) -> tuple[int, float]:
-    """The rank whose encoder-layer compression is closest to ``target`` (it falls with rank)."""
+def rank_for(base, method: str, k: int, target: float, stacks: str) -> tuple[int, float]:
+    """The rank whose layer compression (of the converted stacks) is closest to ``target``
+    (it falls with rank)."""
     # the counts depend on shapes only: "scratch" skips the SVDs
-    ratio = lambda r: layershare.count(converted(base, method, k, r, "scratch")).compression  # noqa: E731
+    ratio = lambda r: layershare.count(  # noqa: E731
+        converted(base, method, k, r, stacks, "scratch")).compression
     lo, hi = (0 if method == "residual" else 1), 384
     if ratio(lo) < target:
         return lo, ratio(lo)
@@ -72,59 +95,86 @@ def rank_for(base, method: str, k: int, target: float) -> tuple[int, float]:
     return best, ratio(best)
 
 
-def calibrated(base, method: str, k: int, rank: int, batches: list[dict]):
+def calibrated(base, method: str, k: int, rank: int, batches: list[dict], stacks: str):
     model = copy.deepcopy(base)
-    result = compress(model, batches, method=method, group_size=k, rank=rank, stacks="encoder",
+    result = compress(model, batches, method=method, group_size=k, rank=rank, stacks=stacks,
                       progress=False)
     return model, result.seconds, [list(e) for e in result.error_table()]
 
 
-def row_label(label: str, fit: str | None, rank, ratio: float) -> str:
+def row_label(label: str, fit: str | None, rank, ratio: float, stacks: str) -> str:
     if fit is None:
         return label
-    return f"{label} r={rank} ({ratio:.2f}x)" + (", calibrated" if fit == "calibrated" else "")
+    return (f"{label} r={rank} ({ratio:.2f}x)" + (", calibrated" if fit == "calibrated" else "")
+            + (", both stacks" if stacks == "all" else ""))
 
 
 def plot(rows: list[dict], path: Path) -> None:
+    """Two panels (espeak-en, LibriVox), WER against encoder parameters. Colour: the method;
+    marker: the fit; hollow: both stacks compressed. Each point carries its row number (the key
+    under the axes), nudged apart where points crowd (``_place_labels``)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5.8))
+    colour = {"original": "black", "residual": "tab:blue", "lowrank": "tab:orange"}
+    markers = {"data-free": "o", "calibrated": "s", "distilled": "*", None: "D"}
+    fig, axes = plt.subplots(1, 2, figsize=(13, 6.5))
     for ax, key, title in ((axes[0], "espeak_wer", "espeak-en test"),
                            (axes[1], "librivox_wer", "LibriVox (5 clips)")):
         xs = [r["encoder_params"] / 1e6 for r in rows]
         ys = [r[key] for r in rows]
-        for fit, marker in (("data-free", "o"), ("calibrated", "s"), ("distilled", "*"),
-                            (None, "D")):
-            sel = [i for i, r in enumerate(rows) if r.get("fit", "data-free" if r["method"]
-                                                            != "original" else None) == fit]
-            if sel:
-                ax.scatter([xs[i] for i in sel], [ys[i] for i in sel], marker=marker,
-                           s=70 if marker == "*" else 30, zorder=3, label=fit or "original",
-                           color=["black" if rows[i]["method"] == "original" else "tab:blue"
-                                  if rows[i]["method"] == "residual" else "tab:orange"
-                                  for i in sel])
+        for i, r in enumerate(rows):
+            fit = r.get("fit", None if r["method"] == "original" else "data-free")
+            c = colour.get(r["method"], "grey")
+            hollow = r.get("stacks") == "all"
+            ax.scatter([xs[i]], [ys[i]], marker=markers.get(fit, "o"), zorder=3,
+                       s=90 if fit == "distilled" else 36, edgecolors=c,
+                       facecolors="none" if hollow else c, linewidths=1.3)
         front, best = [], float("inf")  # Pareto front: fewer parameters and lower WER
         for x, y in sorted(zip(xs, ys)):
             if y < best:
                 front.append((x, y))
                 best = y
-        ax.plot(*zip(*front), color="grey", lw=1, ls="--", zorder=2, label="Pareto front")
-        for i, (x, y) in enumerate(zip(xs, ys)):  # numbers, keyed below: labels never overlap
-            ax.annotate(str(i), (x, y), textcoords="offset points", fontsize=8,
-                        xytext=(5 + 8 * (i % 2), 3 - 10 * (i % 3 == 2)))
+        ax.plot(*zip(*front), color="grey", lw=1, ls="--", zorder=2)
         ax.set_yscale("log")
         ax.set_xlabel("encoder parameters (millions, conv front end and positions included)")
         ax.set_ylabel("WER % (log scale)")
-        ax.set_title(f"{title}, encoder only (blue residual, orange lowrank)")
+        ax.set_title(title)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(loc="upper right", fontsize=8)
+        _place_labels(ax, xs, ys)
+    handles = [Line2D([], [], ls="", marker="o", color=c, label=m) for m, c in colour.items()]
+    handles += [Line2D([], [], ls="", marker=mk, color="grey", label=fit or "original")
+                for fit, mk in markers.items() if fit]
+    handles += [Line2D([], [], ls="", marker="o", markerfacecolor="none", color="grey",
+                       label="both stacks (hollow)"),
+                Line2D([], [], color="grey", ls="--", label="Pareto front")]
+    axes[1].legend(handles=handles, loc="upper right", fontsize=8)
     key = "   ".join(f"{i}: {r['label']}" for i, r in enumerate(rows))
-    fig.text(0.5, 0.01, "\n".join(_wrap(key, 150)), ha="center", va="bottom", fontsize=8)
-    lines = len(_wrap(key, 150))  # room for the key below the axes
-    fig.tight_layout(rect=(0, 0.03 + 0.028 * lines, 1, 1))
+    lines = _wrap(key, 170)
+    fig.text(0.5, 0.01, "\n".join(lines), ha="center", va="bottom", fontsize=7.5)
+    fig.tight_layout(rect=(0, 0.02 + 0.024 * len(lines), 1, 1))  # room for the key
     fig.savefig(path, dpi=120)
+
+
+def _place_labels(ax, xs: list[float], ys: list[float], step: float = 11.0) -> None:
+    """Write each point's number to its right; where that box would overlap one already
+    placed, move it up or down in steps of ``step`` points, with a thin line to its point.
+    Greedy, in points after the limits are fixed, so it holds at any dpi."""
+    ax.figure.canvas.draw()  # fixes the limits and the transform
+    to_pt = lambda xy: ax.transData.transform(xy) * 72 / ax.figure.dpi  # noqa: E731 (points)
+    placed: list[tuple[float, float]] = []
+    for i in sorted(range(len(xs)), key=lambda i: (xs[i], -ys[i])):
+        px, py = to_pt((xs[i], ys[i]))
+        for k in range(40):
+            dy = step * ((k + 1) // 2) * (-1 if k % 2 else 1) if k else 0.0
+            if all(abs(px + 6 - qx) > 16 or abs(py + dy - qy) > step for qx, qy in placed):
+                break
+        placed.append((px + 6, py + dy))
+        ax.annotate(str(i), (xs[i], ys[i]), xytext=(6, dy - 3), textcoords="offset points",
+                    fontsize=7.5, arrowprops=dict(arrowstyle="-", lw=0.4, color="grey")
+                    if dy else None)
 
 
 def _wrap(text: str, width: int) -> list[str]:
@@ -147,6 +197,9 @@ def main(argv=None) -> int:
                         help="decode only the original and the --checkpoint models")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="LABEL=DIR",
                         help="also decode a saved layershare checkpoint (e.g. a distilled one)")
+    parser.add_argument("--stacks", choices=("encoder", "all"), default="encoder",
+                        help="compress the encoder only, or both stacks (the decoder calibrated "
+                             "on the teacher-forced transcripts)")
     parser.add_argument("--replot", action="store_true",
                         help="only redraw speech.png and the table from --out/speech.json")
     args = parser.parse_args(argv)
@@ -164,7 +217,8 @@ def main(argv=None) -> int:
             if path.is_file():
                 stored.update({r["label"]: r for r in json.loads(path.read_text())})
     batches = None
-    jobs = [(label, method, k, target, fit, None) for label, method, k, target, fit in CONFIGS
+    configs = CONFIGS if args.stacks == "encoder" else CONFIGS_ALL
+    jobs = [(label, method, k, target, fit, None) for label, method, k, target, fit in configs
             if method is None or not args.only_checkpoints]
     for item in args.checkpoint:
         label, _, path = item.rpartition("=")  # labels hold "K=2"; paths rarely "="
@@ -179,17 +233,16 @@ def main(argv=None) -> int:
         if method == "checkpoint":
             model = load_speech_model(path)[0]
             cfg = model.layershare_config
-            base_layers = encoder_params(base)["encoder_layer_params"]
-            ratio = base_layers / encoder_params(model)["encoder_layer_params"]
             row = {"label": label, "method": cfg.method, "group_size": cfg.group_size,
-                   "rank": None, "fit": fit, "checkpoint": str(path),
-                   "layer_compression": ratio, **encoder_params(model)}
+                   "rank": None, "fit": fit, "checkpoint": str(path), "stacks": cfg.stacks,
+                   "layer_compression": layershare.count(model).compression,
+                   **encoder_params(model)}
         else:
             if method is None:
                 model, rank, ratio = base, None, 1.0
             else:
-                rank, ratio = rank_for(base, method, k, target)
-            name = row_label(label, fit, rank, ratio)
+                rank, ratio = rank_for(base, method, k, target, args.stacks)
+            name = row_label(label, fit, rank, ratio, args.stacks)
             if name in stored and method is not None:
                 rows.append({"fit": fit, **stored[name]})
                 print(f"{name}: reused from speech.json", file=sys.stderr, flush=True)
@@ -197,16 +250,19 @@ def main(argv=None) -> int:
             if fit == "calibrated":
                 if batches is None:
                     utts = train_utterances("espeak-en", args.data_dir)
-                    batches = speech_batches(base, utts, args.calib_frames, args.batch_size)
-                model, seconds, error_table = calibrated(base, method, k, rank, batches)
+                    batches = speech_batches(base, utts, args.calib_frames, args.batch_size,
+                                             tokenizer if args.stacks == "all" else None)
+                model, seconds, error_table = calibrated(base, method, k, rank, batches,
+                                                         args.stacks)
                 extra = {"calib_utterances": sum(len(b["input_features"]) for b in batches),
                          "calib_frames": sum(len(b["input_features"]) for b in batches) * 1500,
                          "compress_s": round(seconds, 1),
                          "whitened_errors": error_table}  # (matrix, mean, max) relative
             elif method is not None:
-                model = converted(base, method, k, rank)
+                model = converted(base, method, k, rank, args.stacks)
             row = {"label": name, "method": method or "original", "group_size": k,
                    "rank": rank, "fit": fit, "layer_compression": ratio,
+                   "stacks": args.stacks if method else None,
                    **encoder_params(model), **extra}
         for name, utts in (("espeak", espeak), ("librivox", librivox)):
             res = evaluate_wer(model, tokenizer, utts, batch_size=args.batch_size)
@@ -222,12 +278,23 @@ def main(argv=None) -> int:
         partial = args.out / "speech.partial.json"  # a long run keeps what it has measured
         args.out.mkdir(parents=True, exist_ok=True)
         partial.write_text(json.dumps(rows, indent=1) + "\n")
+    if args.reuse is not None:  # keep the stored rows this run did not measure, in order
+        rows = merged(json.loads(path.read_text()) if (path := args.out / "speech.json").is_file()
+                      else [], rows)
     (args.out / "speech.json").write_text(json.dumps(rows, indent=1) + "\n")
     partial.unlink()
     plot(rows, args.out / "speech.png")
     (args.out / "speech-table.md").write_text(table(rows) + "\n")
     print(table(rows))
     return 0
+
+
+def merged(stored: list[dict], new: list[dict]) -> list[dict]:
+    """``stored`` with each row of ``new`` in place of the stored row of its label, then the
+    rows of ``new`` that were not stored."""
+    fresh = {r["label"]: r for r in new}
+    out = [fresh.pop(r["label"], r) for r in stored]
+    return out + [r for r in new if r["label"] in fresh]
 
 
 def table(rows: list[dict]) -> str:
@@ -237,11 +304,14 @@ def table(rows: list[dict]) -> str:
              f"LibriVox WER % ({n_l} clips, {rows[0]['librivox_words']} words) | "
              f"LibriVox word errors | decode s (espeak + LibriVox) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    lines[0] = lines[0].replace("| model |", "| model | fit |")
-    lines[1] = "|---" + lines[1]
+    lines[0] = lines[0].replace("| model |", "| model | fit | stacks |")
+    lines[0] = lines[0].replace("| layer compression |", "| layer compression (of the stacks) |")
+    lines[1] = "|---|---" + lines[1]
     for r in rows:
         fit = r.get("fit") or ("-" if r["method"] == "original" else "data-free")
-        lines.append(f"| {r['label']} | {fit} | {r['encoder_params']:,} | {r['encoder_layer_params']:,} | "
+        stacks = r.get("stacks") or ("-" if r["method"] == "original" else "encoder")
+        lines.append(f"| {r['label']} | {fit} | {stacks} | {r['encoder_params']:,} | "
+                     f"{r['encoder_layer_params']:,} | "
                      f"{r['layer_compression']:.2f}x | {r['espeak_wer']:.2f} | "
                      f"{r['librivox_wer']:.2f} | {r['librivox_errors']} | "
                      f"{r['espeak_decode_s'] + r['librivox_decode_s']:.0f} |")
