@@ -82,15 +82,20 @@ def plot(groups: dict[str, list[dict]], path: str) -> None:
     for ax, (task, runs) in zip(axes[0], groups.items()):
         lm = task == "distill-lm"
         students = list(dict.fromkeys(r["student_name"] for r in runs))
-        for r in runs:
+        figure = "perplexity" if lm else "cosine"
+        for j, r in enumerate(runs):
             c = COLOURS[students.index(r["student_name"]) % len(COLOURS)]
             x, y = zip(*r["curve"])
-            ax.plot(x, y, STYLES.get(r["label"], "-"), color=c, markersize=4,
+            style = STYLES.get(r["label"], "o-")
+            ax.plot(x, y, style, color=c, markersize=4,
                     label=f"{r['student_name']} {r['label']} (valid)")
-            figure = "perplexity" if lm else "cosine"
-            ax.plot([r["train_tokens"]], [r["after"][figure]], "*", color=c, markersize=12)
+            # the test figure after: the run's marker, large, nudged right so runs that end
+            # at the same tokens stay apart
+            ax.plot([r["train_tokens"] * (1 + 0.015 * (j % 3))], [r["after"][figure]],
+                    style[0], color=c, markersize=10, markeredgecolor="black")
             if r["before"]:
-                ax.plot([0], [r["before"][figure]], "*", color=c, markersize=12)
+                ax.plot([0], [r["before"][figure]], "*", color=c, markersize=13,
+                        markeredgecolor="black")
         base = next((r for r in runs if r.get("teacher_test")), None)
         if lm:
             ax.set_yscale("log")
@@ -100,7 +105,8 @@ def plot(groups: dict[str, list[dict]], path: str) -> None:
         teacher = base["teacher"] if base else "teacher"
         ax.set_xlabel("training tokens")
         ax.set_ylabel("perplexity (log scale)" if lm else "embedding cosine to the teacher")
-        ax.set_title(f"students of {teacher} at keep 0.5 (stars: test protocol)", fontsize=10)
+        ax.set_title(f"students of {teacher} at keep 0.5: lines valid, large markers test "
+                     "(star: before, run's marker: after)", fontsize=9)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7, loc="upper right" if lm else "lower right")
     fig.tight_layout()

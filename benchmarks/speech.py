@@ -158,23 +158,46 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def _place_labels(ax, xs: list[float], ys: list[float], step: float = 11.0) -> None:
-    """Write each point's number to its right; where that box would overlap one already
-    placed, move it up or down in steps of ``step`` points, with a thin line to its point.
-    Greedy, in points after the limits are fixed, so it holds at any dpi."""
+def _place_labels(ax, xs: list[float], ys: list[float], step: float = 10.0) -> None:
+    """Number the points. Points that coincide on the page (within 6 points: many broken
+    models sit at exactly 100% WER) share one label, their numbers joined; a label that
+    would overlap one already placed moves up or down in steps of ``step`` points, with a
+    thin line to its point. Computed in points after the limits are fixed (any dpi)."""
     ax.figure.canvas.draw()  # fixes the limits and the transform
-    to_pt = lambda xy: ax.transData.transform(xy) * 72 / ax.figure.dpi  # noqa: E731 (points)
-    placed: list[tuple[float, float]] = []
+    to_pt = lambda xy: ax.transData.transform(xy) * 72 / ax.figure.dpi  # noqa: E731
+    clusters: list[tuple[tuple[float, float], list[int], list[float]]] = []
     for i in sorted(range(len(xs)), key=lambda i: (xs[i], -ys[i])):
         px, py = to_pt((xs[i], ys[i]))
+        home = next((c for c in clusters if abs(c[0][0] - px) < 6 and abs(c[0][1] - py) < 6),
+                    None)
+        if home:
+            home[1].append(i)
+            home[2][0] = max(home[2][0], px)
+        else:
+            clusters.append(((px, py), [i], [px]))
+    points = [tuple(to_pt((x, y))) for x, y in zip(xs, ys)]
+    boxes: list[tuple[float, float, float, float]] = []  # labels placed: x0, x1, y0, y1
+
+    def free(x0, x1, y0, y1) -> bool:
+        """No label placed and no marker (4 points around its centre) inside the box."""
+        return (all(x1 < a or x0 > b or y1 < c or y0 > d for a, b, c, d in boxes)
+                and all(not (x0 - 4 < mx < x1 + 4 and y0 - 4 < my < y1 + 4)
+                        for mx, my in points))
+
+    for (px, py), members, (right,) in clusters:
+        dx = right - px + 7  # right of the cluster's last marker
+        rows = [",".join(map(str, members[j:j + 4])) for j in range(0, len(members), 4)]
+        width, height = 4.3 * max(map(len, rows)), step * len(rows)  # fontsize 7
         for k in range(40):
             dy = step * ((k + 1) // 2) * (-1 if k % 2 else 1) if k else 0.0
-            if all(abs(px + 6 - qx) > 16 or abs(py + dy - qy) > step for qx, qy in placed):
+            box = (px + dx, px + dx + width, py + dy - height / 2, py + dy + height / 2)
+            if free(*box):
                 break
-        placed.append((px + 6, py + dy))
-        ax.annotate(str(i), (xs[i], ys[i]), xytext=(6, dy - 3), textcoords="offset points",
-                    fontsize=7.5, arrowprops=dict(arrowstyle="-", lw=0.4, color="grey")
-                    if dy else None)
+        boxes.append(box)
+        i = members[0]
+        ax.annotate("\n".join(rows), (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points",
+                    fontsize=7, va="center", arrowprops=dict(arrowstyle="-", lw=0.4,
+                                                             color="grey") if dy else None)
 
 
 def _wrap(text: str, width: int) -> list[str]:
