@@ -1,0 +1,86 @@
+"""The benchmark report helpers that decide what lands in benchmarks/results: the speech
+table's merge of stored rows (a partial run once overwrote every row it did not decode) and
+the distillation report over LM and encoder runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_speech_merge_keeps_rows_the_run_did_not_measure():
+    merged = _module("speech").merged
+    stored = [{"label": "original", "wer": 1}, {"label": "a", "wer": 2}, {"label": "b", "wer": 3}]
+    new = [{"label": "original", "wer": 1.5}, {"label": "c", "wer": 4}]
+    out = merged(stored, new)
+    assert [r["label"] for r in out] == ["original", "a", "b", "c"]
+    assert out[0]["wer"] == 1.5 and out[1]["wer"] == 2
+
+
+def test_speech_labels_never_overlap_each_other():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    speech = _module("speech")
+    xs = [3.5, 3.5, 3.52, 4.6, 4.65, 4.7, 5.8, 5.8, 8.2]
+    ys = [100, 100, 99, 100, 98, 100, 120, 118, 63]
+    fig, ax = plt.subplots()
+    ax.scatter(xs, ys)
+    ax.set_yscale("log")
+    speech._place_labels(ax, xs, ys)
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in ax.texts]
+    assert sorted(i for t in ax.texts for i in map(int, t.get_text().replace("\n", ",").split(","))) \
+        == list(range(len(xs)))  # every point numbered once
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)
+    plt.close(fig)
+
+
+def _run(root: Path, name: str, task: str, after: dict, before: dict | None, curve_key: str):
+    run = root / name
+    run.mkdir(parents=True)
+    result = {"task": task, "batch_size": 2, "seq_len": 8, "trainable_params": 10,
+              "train_tokens": 32, "train_time_s": 1.0, "train_tokens_per_s": 32.0,
+              "peak_mem_bytes": 1e9, "after": after, "before": before,
+              "still_improving": True, "best_valid": {"step": 2},
+              "teacher": "tiny", "teacher_test": ({"perplexity": 5.0} if task == "distill-lm"
+                                                 else {"cosine": 1.0, "mse": 0.0})}
+    (run / "results.json").write_text(json.dumps(result))
+    rows = [{"step": s, "split": "valid", curve_key: v} for s, v in ((0, 9.0), (2, 7.0))]
+    (run / "metrics.jsonl").write_text("\n".join(map(json.dumps, rows)) + "\n")
+
+
+def test_distill_report_tables_lm_and_encoder_runs(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    lm = {"perplexity": 8.0, "kl": 0.5, "top1": 0.6}
+    enc = {"cosine": 0.9, "mse": 0.01}
+    _run(tmp_path / "lm", "svd1-kl-lowrank", "distill-lm", lm, {**lm, "perplexity": 20.0}, "ppl")
+    _run(tmp_path / "lm", "svd1-lm-all", "distill-lm", lm, None, "ppl")
+    _run(tmp_path / "enc", "res3-lowrank", "distill-encoder", enc, {"cosine": 0.5, "mse": 0.1},
+         "cosine")
+    out = tmp_path / "report" / "distill"
+    monkeypatch.setattr("sys.argv", ["report", str(tmp_path / "lm"), str(tmp_path / "enc"),
+                                     "--out", str(out)])
+    _module("report_distill").main()
+    table = Path(f"{out}-table.md").read_text()
+    assert "| svd1 | before distillation | - | 0 | - | - | - | 20.0 | 0.500 | 0.600 | - |" in table
+    assert "| svd1 | lm-all |" in table and "| teacher (tiny) |" in table
+    assert "| res3 | before distillation | - | 0 | - | - | - | 0.5000 | 0.1000 | - |" in table
+    assert Path(f"{out}.png").stat().st_size > 0
+    assert len(json.loads(Path(f"{out}.json").read_text())) == 3
