@@ -25,7 +25,8 @@ def read(run: Path) -> dict:
     r = json.loads((run / "results.json").read_text())
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
             if line.strip()]
-    per_step = r["batch_size"] * r["seq_len"]
+    # tokens per step: what the run counted (encoders count real tokens, not padded windows)
+    per_step = r["train_tokens"] / r["steps"]
     key = "ppl" if r["task"] == "distill-lm" else "cosine"
     r["curve"] = [(row["step"] * per_step, row[key]) for row in rows if row["split"] == "valid"]
     r["name"] = run.name

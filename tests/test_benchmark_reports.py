@@ -56,7 +56,7 @@ def _run(root: Path, name: str, task: str, after: dict, before: dict | None, cur
     run = root / name
     run.mkdir(parents=True)
     result = {"task": task, "batch_size": 2, "seq_len": 8, "trainable_params": 10,
-              "train_tokens": 32, "train_time_s": 1.0, "train_tokens_per_s": 32.0,
+              "train_tokens": 32, "steps": 2, "train_time_s": 1.0, "train_tokens_per_s": 32.0,
               "peak_mem_bytes": 1e9, "after": after, "before": before,
               "still_improving": True, "best_valid": {"step": 2},
               "teacher": "tiny", "teacher_test": ({"perplexity": 5.0} if task == "distill-lm"
