@@ -161,8 +161,9 @@ def plot(rows: list[dict], path: Path) -> None:
 def _place_labels(ax, xs: list[float], ys: list[float], step: float = 10.0) -> None:
     """Number the points. Points that coincide on the page (within 6 points: many broken
     models sit at exactly 100% WER) share one label, their numbers joined; a label that
-    would overlap one already placed moves up or down in steps of ``step`` points, with a
-    thin line to its point. Computed in points after the limits are fixed (any dpi)."""
+    would cover a label already placed or any marker moves up or down in steps of ``step``
+    points, with a thin line to its point. Computed in points after the limits are fixed
+    (any dpi); tests/test_benchmark_reports.py checks that no two labels overlap."""
     ax.figure.canvas.draw()  # fixes the limits and the transform
     to_pt = lambda xy: ax.transData.transform(xy) * 72 / ax.figure.dpi  # noqa: E731
     clusters: list[tuple[tuple[float, float], list[int], list[float]]] = []
