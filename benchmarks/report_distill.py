@@ -69,8 +69,8 @@ def _rows(runs: list[dict], quality, teacher) -> list[str]:
                 f"{quality(r['after'])} | {'yes' if r['still_improving'] else 'no'} (best "
                 f"valid step {r['best_valid']['step']}) |")
     if teacher_row:
-        name, _ = teacher_row
-        lines.append(f"| teacher ({name}) | - | - | - | - | - | - | {teacher(teacher_row[1])} | - |")
+        name, test = teacher_row
+        lines.append(f"| teacher ({name}) | - | - | - | - | - | - | {teacher(test)} | - |")
     return lines
 
 
