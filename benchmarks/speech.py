@@ -61,16 +61,16 @@ CONFIGS = [("original", None, None, None, None),
 # --stacks all: both stacks, one rank for every matrix of both; the target counts both stacks'
 # layer parameters. Residual K=2 cannot reach 2x (sharing alone gives 2x), hence 1.95x.
 CONFIGS_ALL = [("original", None, None, None, None),
-               *[(label, method, k, target, fit)
-                 for fit in ("data-free", "calibrated")
-                 for label, method, k, target in (
-                     ("residual K=2", "residual", 2, 1.95),
-                     ("residual K=4", "residual", 4, 2.0),
-                     ("residual K=4", "residual", 4, 3.0),
-                     ("lowrank K=2" if fit == "data-free" else "lowrank K=1", "lowrank",
-                      2 if fit == "data-free" else 1, 2.0),
-                     ("lowrank K=2" if fit == "data-free" else "lowrank K=1", "lowrank",
-                      2 if fit == "data-free" else 1, 3.0))]]
+               ("residual K=2", "residual", 2, 1.95, "data-free"),
+               ("residual K=4", "residual", 4, 2.0, "data-free"),
+               ("residual K=4", "residual", 4, 3.0, "data-free"),
+               ("lowrank K=2", "lowrank", 2, 2.0, "data-free"),
+               ("lowrank K=2", "lowrank", 2, 3.0, "data-free"),
+               ("residual K=2", "residual", 2, 1.95, "calibrated"),
+               ("residual K=4", "residual", 4, 2.0, "calibrated"),
+               ("residual K=4", "residual", 4, 3.0, "calibrated"),
+               ("lowrank K=1", "lowrank", 1, 2.0, "calibrated"),
+               ("lowrank K=1", "lowrank", 1, 3.0, "calibrated")]
 
 
 def converted(base, method: str, k: int, rank: int, stacks: str, init: str = "mean"):
