@@ -34,7 +34,7 @@ ARCHS = ("reference", "gpt2")
 SCHEDULES = ("cosine", "inverse-sqrt", "constant")
 TASKS = {"brown": "lm", "text": "lm", "libreoffice-de-en": "translation",
          "parallel": "translation", "wordnet-supersense": "classification",
-         "classes": "classification", "espeak-en": "asr"}  # asr: distillation only
+         "classes": "classification", "espeak-en": "asr", "espeak-asr": "asr"}
 
 
 def _f(default, help: str):
@@ -46,8 +46,9 @@ def _f(default, help: str):
 
 @dataclass
 class DataConfig:
-    name: str = _f("brown", "recipe: brown | libreoffice-de-en | wordnet-supersense | text | "
-                            "parallel | classes (your own label<TAB>text files)")
+    name: str = _f("brown", "recipe: brown | libreoffice-de-en | wordnet-supersense | "
+                            "espeak-asr (speech, CTC) | text | parallel | classes (your own "
+                            "label<TAB>text files)")
     dir: str | None = _f(None, "where recipes are prepared (default $LAYERSHARE_DATA or ./data)")
     train: Any = _f(None, "own files only: train split (a path; for parallel [src, tgt] "
                           "or {src:, tgt:})")
@@ -71,6 +72,7 @@ class ModelConfig:
     pos: str = _f("learned", "positions: learned | rope")
     vocab_size: int = _f(8000, "tokenizer vocabulary size (BPE trained on the train split)")
     pool: str = _f("mean", "classification: mean | first")
+    conv_channels: int = _f(64, "asr: channels of the two subsampling convolutions")
 
 
 @dataclass
@@ -81,6 +83,8 @@ class TrainConfig:
     grad_accum: int = _f(1, "micro-batches per step on each rank")
     seq_len: int = _f(128, "LM: tokens per sequence; translation/classification: longest "
                            "sequence kept (longer ones are cut)")
+    bucket_frames: int = _f(20000, "asr: padded input frames (10 ms each) per bucket of "
+                                   "similar-length utterances; batch_size counts buckets")
     lr: float = _f(1e-3, "peak learning rate")
     min_lr: float = _f(0.0, "cosine: final learning rate")
     warmup: int = _f(100, "linear warm-up steps")
@@ -194,10 +198,11 @@ def check(cfg: RunConfig) -> RunConfig:
     if cfg.data.name not in TASKS:
         raise LayershareError(f"unknown data.name {cfg.data.name!r}; choose one of "
                               f"{', '.join(TASKS)}")
-    if cfg.task == "asr" and cfg.distill.student is None:
-        raise LayershareError(f"data.name {cfg.data.name} is speech: it distils a compressed "
-                              "Whisper (layershare distill STUDENT --teacher whisper-tiny-en "
-                              f"--data {cfg.data.name}); layershare train does not read it")
+    if cfg.task == "asr" and cfg.distill.student is None and cfg.data.name != "espeak-asr":
+        raise LayershareError(f"data.name {cfg.data.name} is a speech test set: train a "
+                              "recogniser on data.name=espeak-asr, or distil a compressed "
+                              "Whisper on it (layershare distill STUDENT --teacher "
+                              f"whisper-tiny-en --data {cfg.data.name})")
     if cfg.share.method not in SHARE_METHODS:
         raise LayershareError(f"unknown share.method {cfg.share.method!r}; choose one of "
                               f"{', '.join(SHARE_METHODS)}")
@@ -205,8 +210,9 @@ def check(cfg: RunConfig) -> RunConfig:
         raise LayershareError(f"unknown train.schedule {cfg.train.schedule!r}; choose one of "
                               f"{', '.join(SCHEDULES)}")
     for section, names in (("train", ("steps", "batch_size", "grad_accum", "seq_len",
-                                      "eval_every", "save_every", "log_every")),
-                           ("model", ("layers", "d_model", "heads", "vocab_size")),
+                                      "eval_every", "save_every", "log_every", "bucket_frames")),
+                           ("model", ("layers", "d_model", "heads", "vocab_size",
+                                      "conv_channels")),
                            ("share", ("group_size",)),  # rank: checked per method by ShareConfig
                            ("eval", ("batch_size", "beam_size"))):
         for name in names:

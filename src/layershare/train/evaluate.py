@@ -73,6 +73,9 @@ def split_metrics(task: Task, model, split: str, device, out: Path | None = None
     are scored untokenized); hypotheses and references go to ``out/SPLIT.hyp|ref``.
     """
     cfg = task.cfg
+    if task.kind == "asr":
+        from .asr import asr_test_metrics
+        return asr_test_metrics(task, model, device, out, autocast)
     figures = task.evaluate(model, split, device, autocast)
     result = {f"{split}_loss": figures["loss"]}
     if task.kind == "classification":

@@ -58,6 +58,7 @@ class Task:
     """Base: ``items[split]`` are samples; subclasses say how to batch and score them."""
 
     kind = ""
+    best_metric = ("loss", "min")  # the valid figure that picks checkpoints/best
 
     def __init__(self, cfg: RunConfig, tok, splits: dict, labels: list[str] | None = None):
         self.cfg, self.tok, self.labels, self.raw = cfg, tok, labels, splits
@@ -192,6 +193,7 @@ class TranslationTask(Task):
 
 class ClassificationTask(Task):
     kind = "classification"
+    best_metric = ("acc", "max")
 
     def prepare(self, split, rows):
         index = {name: i for i, name in enumerate(self.labels)}

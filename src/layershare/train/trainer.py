@@ -217,17 +217,19 @@ class Trainer:
         """Rank 0: valid figures; a better one becomes ``checkpoints/best``."""
         if not self.d.main:
             return
-        cls = self.task.kind == "classification"
+        metric, direction = self.task.best_metric
         fig = self.task.evaluate(self.plain, "valid", self.device, self.autocast,
                                  self.cfg.train.eval_batches)
-        value = fig["acc"] if cls else fig["loss"]
-        log.log(self.step, "valid", **{k: v for k, v in fig.items() if k != "targets"})
+        fig = {k: v for k, v in fig.items() if k != "targets" and isinstance(v, (int, float))}
+        value = fig[metric]
+        log.log(self.step, "valid", **fig)
         self.history.append([self.step, value])
-        if self.best is None or (value > self.best["value"] if cls else value < self.best["value"]):
-            self.best = {"step": self.step, "value": value, "metric": "acc" if cls else "loss"}
+        better = self.best is None or (value > self.best["value"] if direction == "max"
+                                       else value < self.best["value"])
+        if better:
+            self.best = {"step": self.step, "value": value, "metric": metric}
             save_checkpoint(self.out, "best", self.plain, self.best, self.d)
-        self.say(f"step {self.step}: valid " + ", ".join(f"{k} {v:.4g}" for k, v in fig.items()
-                                                         if k != "targets"))
+        self.say(f"step {self.step}: valid " + ", ".join(f"{k} {v:.4g}" for k, v in fig.items()))
 
     def checkpoint(self) -> None:
         info = {"step": self.step, "best": self.best, "history": self.history,
@@ -348,7 +350,8 @@ class Trainer:
 
 
 def summary(r: dict) -> str:
-    score = next((f"{k} {r[k]:.4g}" for k in ("test_ppl", "test_bleu", "test_acc") if k in r), "")
+    score = next((f"{k} {r[k]:.4g}" for k in ("test_wer", "test_ppl", "test_bleu", "test_acc")
+                  if k in r), "")
     return (f"{r['method']}: {r['unique_params']:,} params ({r['layer_params']:,} in layers, "
             f"{r['compression']:.2f}x), {score}, {r['train_tokens_per_s']:,.0f} tokens/s")
 
