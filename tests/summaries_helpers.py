@@ -5,8 +5,10 @@ apt is needed.
 Each source ``NAME`` (letters only: digits would be stripped by ``group_of`` and merge
 sources) has two or three binaries: ``NAME``, ``libNAME-dev`` and, every third source, one
 with an unrelated name (``x`` + the name reversed + ``-companion``) that only the Packages
-list ties to its source. The binaries of a source share their first paragraph, as
-real ones do, and every synopsis starts with the source name so a model can learn to copy it.
+list ties to its source. The binaries of a source share a paragraph, as real ones do. A
+synopsis is the source name, the fifth word of the shared paragraph and the binary's role
+(program, development files, companion), which its own paragraph states first, so a body
+cut at a short ``train.seq_len`` still holds all three and a tiny model learns them.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def archive(n_sources: int, seed: int = 0) -> tuple[list[tuple[str, str, str, li
             binaries.append((unrelated_name(src), f"{src} {kind} companion",
                              "This package contains a companion tool."))
         for binary, synopsis, last in binaries:
-            rows.append((src, binary, synopsis, [shared, last]))
+            rows.append((src, binary, synopsis, [last, shared]))
             packages.append(f"Package: {binary}\nVersion: 1.0-1\n"
                             + (f"Source: {src} (1.0-1)\n" if binary != src else "") + "\n")
     return rows, "".join(packages)

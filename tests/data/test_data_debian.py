@@ -117,7 +117,7 @@ def test_prepare_registers_and_checksums(tmp_path, monkeypatch):
     assert {s: len(p) for s, p in splits.items()} == {
         s: c["pairs"] for s, c in manifest["counts"].items()}
     body, synopsis = splits["train"][0]
-    assert synopsis.split()[0] == body.split()[0]  # the fixture's synopsis names the source
+    assert synopsis.split()[0] in body.split()  # the fixture's synopsis names the source
     # the lists are not read again once prepared
     shutil.rmtree(tmp_path / "lists")
     assert prepare("debian-summaries", tmp_path / "data", progress=False) == path
