@@ -11,8 +11,8 @@ def add_commands(sub) -> None:
     data_sub = p.add_subparsers(dest="data_command", metavar="prepare", required=True,
                                 parser_class=type(p))
     q = data_sub.add_parser("prepare", help="fetch, clean and split a recipe (no-op if ready)")
-    q.add_argument("name", help="brown | libreoffice-de-en | wordnet-supersense | espeak-en | "
-                                 "espeak-asr | librivox")
+    q.add_argument("name", help="brown | libreoffice-de-en | debian-summaries | "
+                                 "wordnet-supersense | espeak-en | espeak-asr | librivox")
     q.add_argument("--dir", type=out_arg, default=None,
                    help="data directory (default $LAYERSHARE_DATA or ./data)")
     q.add_argument("--force", action="store_true", help="rebuild even when ready")

@@ -19,7 +19,7 @@ from typing import Callable
 
 from ..errors import LayershareError
 from ..outputs import check_out, describe
-from . import brown, espeak, espeak_asr, libreoffice, librivox, local, wordnet
+from . import brown, debian, espeak, espeak_asr, libreoffice, librivox, local, wordnet
 from .fetch import say
 from .store import (check_ready, default_data_dir, new_partial, publish, read_manifest,
                     remove_stale_partials, write_manifest)
@@ -31,7 +31,7 @@ class Recipe:
     """One data set: how to build it (``None`` for the user's own files) and read it."""
 
     name: str
-    task: str                    # "lm", "translation", "classification" or "asr"
+    task: str                    # "lm", "translation", "summarisation", "classification", "asr"
     summary: str
     version: int = 0
     build: Callable[[Path, Path, bool], dict] | None = None
@@ -63,6 +63,9 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("libreoffice-de-en", "translation",
            "LibreOffice help paragraphs, German -> English (Debian)",
            libreoffice.VERSION, libreoffice.build, libreoffice.read, libreoffice.train_texts),
+    Recipe("debian-summaries", "summarisation",
+           "Debian package long descriptions -> their synopsis (apt's English lists)",
+           debian.VERSION, debian.build, debian.read, debian.train_texts),
     Recipe("wordnet-supersense", "classification",
            "WordNet glosses -> 45 supersenses (Debian)",
            wordnet.VERSION, wordnet.build, wordnet.read, wordnet.train_texts),

@@ -64,7 +64,7 @@ def train_texts(cfg: RunConfig, splits: dict) -> list[str]:
     rows = splits["train"]
     if cfg.task == "lm":
         return rows
-    if cfg.task == "translation":
+    if cfg.task in ("translation", "summarisation"):
         return [s for s, _ in rows] + [t for _, t in rows]
     return [text for _, text in rows]
 
