@@ -132,6 +132,9 @@ class SpeechEncoder(nn.Module):
     def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """``feats`` (batch, frames, n_mels), ``lengths`` (batch,) real frames -> CTC
         log-probabilities (batch, frames / 4, symbols) and their lengths."""
+        if subsampled(feats.shape[1]) < 1:
+            raise LayershareError(f"an utterance of {feats.shape[1]} frames is too short: "
+                                  "the recogniser needs at least 7 (70 ms)")
         feats = self.normalize(feats.float(), lengths)
         if self.training and (self.config.freq_masks or self.config.time_masks):
             feats = self.spec_augment(feats, lengths)
@@ -139,9 +142,6 @@ class SpeechEncoder(nn.Module):
         x = self.project(x.permute(0, 2, 1, 3).flatten(2))     # (B, T/4, d_model)
         out_lengths = subsampled(lengths).clamp_min(1)
         t = x.shape[1]
-        if t < 1:
-            raise LayershareError(f"an utterance of {feats.shape[1]} frames is too short: "
-                                  "the recogniser needs at least 7 (70 ms)")
         positions = torch.arange(t, device=x.device)
         rope = None
         if self.positions is not None:
