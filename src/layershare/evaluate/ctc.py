@@ -105,14 +105,15 @@ def evaluate_ctc(model, utterances, beam: int = 1, limit: int | None = None) -> 
 
 def speech_sets(name: str, data_dir: Path | None = None, progress: bool = True) -> dict:
     """``{set name: utterances}`` for ``--data``: a recipe's test sets or a user manifest."""
-    from ..data import load_splits
+    from ..data import load_splits, prepare
+    from ..data.audio import read_split
     from ..data.manifest import read_manifest_file
 
     if name.endswith(".jsonl"):
         return {Path(name).name: read_manifest_file(Path(name))}
-    if name == "espeak-asr":
-        splits = load_splits(name, data_dir, progress)
-        return {f"espeak-asr/{s}": splits[s] for s in ("test", "test-voices")}
+    if name == "espeak-asr":  # the test sets only: the training audio is hours long
+        directory = prepare(name, data_dir, progress)
+        return {f"espeak-asr/{s}": read_split(directory, s) for s in ("test", "test-voices")}
     if name in ("espeak-en", "librivox"):
         return {name: load_splits(name, data_dir, progress)["test"]}
     raise LayershareError(f"unknown speech data {name!r}; choose espeak-asr, espeak-en, "
