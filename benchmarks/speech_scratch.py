@@ -31,14 +31,14 @@ SWEEP_FRACTION = 5
 # name -> (config, --set overrides, label)
 VARIANTS = {
     "dense12": ("asr-espeak-dense.yaml", [], "dense 12 layers"),
-    "residual": ("asr-espeak-residual.yaml", [], "residual K=4 r=6 + diag"),
+    "residual": ("asr-espeak-residual.yaml", [], "residual K=4 r=4 + diag"),
     "res-shared": ("asr-espeak-residual.yaml", ["share.rank=0", "share.diag=false"],
                    "residual: shared only"),
     "res-shared-diag": ("asr-espeak-residual.yaml", ["share.rank=0"], "residual: shared + diag"),
     "res-shared-lowrank": ("asr-espeak-residual.yaml", ["share.diag=false"],
                            "residual: shared + low rank"),
     "dense4": ("asr-espeak-dense-4l.yaml", [], "dense 4 layers"),
-    "narrow12": ("asr-espeak-dense-narrow.yaml", [], "dense 12 narrow (d=80)"),
+    "narrow12": ("asr-espeak-dense-narrow.yaml", [], "dense 12 narrow (d=54)"),
     "tied2": ("asr-espeak-tied.yaml", [], "tied K=2 (6 blocks x 2)"),
     "dense6": ("asr-espeak-dense-6l.yaml", [], "dense 6 layers"),
 }
