@@ -78,6 +78,10 @@ class ModelConfig:
     vocab_size: int = _f(8000, "tokenizer vocabulary size (BPE trained on the train split)")
     pool: str = _f("mean", "classification: mean | first")
     conv_channels: int = _f(64, "asr: channels of the two subsampling convolutions")
+    init_from: str | None = _f(None, "a trained dense model to start from: a run directory "
+                                     "or its model/ checkpoint, of this config's shapes "
+                                     "(then share.init: mean transfers its weights, e.g. "
+                                     "LightFormer's SVD transfer at step 0)")
 
 
 @dataclass
