@@ -5,7 +5,9 @@
 
 ``run`` trains each named variant in turn: first the learning-rate sweep (the three values
 of ``LRS``, each for a fifth of the steps with the schedule scaled to match, scored by the
-valid WER of its last evaluation), then the full run at the sweep's best rate. Every run
+valid CTC loss of its last evaluation: a fifth of the way in, a recogniser's WER can still
+be ~100% at every rate, where the loss already ranks them), then the full run at the
+sweep's best rate. Every run
 is an ordinary ``layershare train`` into ``ROOT/sweep/NAME-lrX`` or ``ROOT/NAME``, so
 running the same command again resumes where it stopped. Every variant sees the same data,
 the same buckets in the same order, the same steps and schedule; only the model and the
@@ -64,28 +66,30 @@ def train(config: str, overrides: list[str], out: Path, extra: list[str]) -> dic
 
 
 def sweep(name: str, root: Path, extra: list[str]) -> float:
-    """The rate of ``LRS`` whose short run ends with the lowest valid WER."""
+    """The rate of ``LRS`` whose short run ends with the lowest valid loss."""
     config, overrides, _ = VARIANTS[name]
     s = {k: max(v // SWEEP_FRACTION, 1) for k, v in config_steps(config).items()}
     short = [f"train.steps={s['steps']}", f"train.warmup={s['warmup']}",
              f"train.eval_every={s['steps'] // 2}", f"train.save_every={s['save_every']}"]
     scores = {}
     for lr in LRS:
-        results = train(config, overrides, root / "sweep" / f"{name}-lr{lr:g}",
-                        short + [f"train.lr={lr}"] + extra)
-        scores[lr] = last_valid(root / "sweep" / f"{name}-lr{lr:g}")
+        train(config, overrides, root / "sweep" / f"{name}-lr{lr:g}",
+              short + [f"train.lr={lr}"] + extra)
+        scores[lr] = last_valid(root / "sweep" / f"{name}-lr{lr:g}", "loss")
     best = min(scores, key=scores.get)
     (root / "sweep" / f"{name}.json").write_text(json.dumps(
-        {"lrs": {f"{k:g}": v for k, v in scores.items()}, "best": best}, indent=1) + "\n")
-    print(f"{name}: valid WER by lr {scores}; using {best:g}", flush=True)
+        {"valid_loss_by_lr": {f"{k:g}": v for k, v in scores.items()}, "best": best,
+         "valid_wer_by_lr": {f"{k:g}": last_valid(root / "sweep" / f"{name}-lr{k:g}")
+                             for k in scores}}, indent=1) + "\n")
+    print(f"{name}: valid loss by lr {scores}; using {best:g}", flush=True)
     return best
 
 
-def last_valid(run: Path) -> float:
-    """The valid WER of the run's last evaluation (metrics.jsonl)."""
+def last_valid(run: Path, metric: str = "wer") -> float:
+    """``metric`` at the run's last valid evaluation (metrics.jsonl)."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     valid = [r for r in rows if r.get("split") == "valid"]
-    return float(valid[-1]["wer"])
+    return float(valid[-1][metric])
 
 
 def cmd_run(args) -> None:

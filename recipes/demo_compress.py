@@ -115,9 +115,13 @@ def exported(src, label: str, out: Path, test, dtypes, keep: float = 1.0) -> lis
     """Rows of ``src`` exported to ONNX Runtime with each quantization of ``dtypes``: the fp32
     export once (it checks ONNX Runtime against PyTorch), then a quantized copy of it per
     dtype; perplexity by ONNX Runtime on the same token windows."""
+    import logging
+
     from layershare.deploy.ort_generate import OrtCausalLM
     from layershare.formats.onnx import export
     from layershare.formats.onnx_quantize import quantize_weights
+
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed"
 
     name = label.replace(" ", "-").replace("=", "")
     fp32 = out / "onnx" / name
