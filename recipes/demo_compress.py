@@ -86,16 +86,18 @@ def main() -> None:
         path = args.out / label.replace(" ", "-").replace("=", "")
         layershare.save(model, path, extra_files=_tokenizer_files(args.out), overwrite=True,
                         dtype="bf16")
-        del model
         stored = layershare.load(path).float()  # the bf16 weights, computed in fp32
         quality = lm_quality(stored, test)
         rows.append({"label": f"{label}, bf16", "file": f"{path.name}/model.safetensors",
                      "keep": result.keep, "compress_seconds": result.seconds,
                      "bytes": (path / "model.safetensors").stat().st_size,
                      "perplexity": quality["perplexity"]})
-        if extra:  # the higher budget again, with int8 on top
-            rows += exported(path, label, args.out, test, ("int8",), keep=result.keep)
-        del stored
+        if extra:  # the higher budget again, with int8 on top (quantized from fp32 weights)
+            fp32 = args.out / f".{path.name}-fp32"
+            layershare.save(model, fp32, extra_files=_tokenizer_files(args.out), overwrite=True)
+            rows += exported(fp32, label, args.out, test, ("int8",), keep=result.keep)
+            shutil.rmtree(fp32)
+        del stored, model
     report(rows, args.out, time.perf_counter() - start, len(calib_windows) * 256,
            base["protocol"])
 

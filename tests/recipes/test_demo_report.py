@@ -45,3 +45,31 @@ def test_report_writes_table_json_and_plot(demo, tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())[0]["bytes"] == 98 * MiB
     assert (tmp_path / "pareto.png").stat().st_size > 10_000
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_exported_rows_of_a_tiny_compressed_llama(demo, tmp_path):
+    """``exported`` on a layershare checkpoint (what the main job does with the compressed
+    model): an int8 ONNX Runtime copy, its bytes and a perplexity close to PyTorch's."""
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    import tiny_models as T
+    from onnx_helpers import require_onnx, word_tokenizer
+
+    import layershare
+    from layershare.evaluate.perplexity import lm_quality
+
+    require_onnx()
+    model = layershare.convert(T.llama().eval(), method="lowrank", group_size=1, rank=8)
+    ckpt = tmp_path / "ckpt"
+    layershare.save(model, ckpt, extra_files={"tokenizer.json": word_tokenizer(tmp_path)})
+    windows = torch.randint(0, T.VOCAB, (2, 16), generator=torch.Generator().manual_seed(0))
+    rows = demo.exported(ckpt, "tiny keep 1", tmp_path / "out", windows, ("int8",))
+    (row,) = rows
+    assert row["label"] == "tiny keep 1 int8 (ONNX Runtime)" and row["bytes"] > 1000
+    assert (tmp_path / "out" / "onnx" / "tiny-keep-1-int8" / "model.onnx").is_file()
+    assert not (tmp_path / "out" / "onnx" / "tiny-keep-1").exists()  # the fp32 export goes
+    reference = lm_quality(model, windows, batch_size=1, progress=False)["perplexity"]
+    assert abs(row["perplexity"] / reference - 1) < 0.05
