@@ -78,9 +78,15 @@ def plot_losses(out: Path) -> Path | None:
         if r["split"] == "transfer":
             ax.axvline(r["step"], color="grey", linestyle="--", label="weight transfer")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats / token)")
+    ax.set_ylabel("loss (nats per target token or character)")
     ax.set_title(Path(out).name)
-    ax.legend()
+    ax.legend(loc="upper left")
+    wer = [(r["step"], r["wer"]) for r in rows if r["split"] == "valid" and "wer" in r]
+    if wer:  # a recogniser: its valid WER on a second axis
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*wer), "s--", color="tab:red", markersize=3, label="valid WER %")
+        ax2.set_ylabel("valid WER %")
+        ax2.legend(loc="upper right")
     fig.tight_layout()
     path = Path(out) / PLOT
     fig.savefig(path, dpi=120)
