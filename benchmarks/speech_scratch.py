@@ -30,6 +30,7 @@ from pathlib import Path
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 LRS = (7e-4, 1.5e-3, 3e-3)
 SWEEP_FRACTION = 5
+WIDTH = [1.0]  # --width-scale of this invocation (the GPU size doubles every width)
 # name -> (config, --set overrides, label)
 VARIANTS = {
     "dense12": ("asr-espeak-dense.yaml", [], "dense 12 layers"),
@@ -44,6 +45,17 @@ VARIANTS = {
     "tied2": ("asr-espeak-tied.yaml", [], "tied K=2 (6 blocks x 2)"),
     "dense6": ("asr-espeak-dense-6l.yaml", [], "dense 6 layers"),
 }
+
+
+def widened(config: str, scale: float) -> list[str]:
+    """Overrides that make a variant's width (d_model, ffn, conv channels) ``scale`` times
+    its config's: the GPU size keeps every variant's shape relative to the others."""
+    import yaml
+
+    if scale == 1:
+        return []
+    model = yaml.safe_load((CONFIGS / config).read_text())["model"]
+    return [f"model.{k}={round(model[k] * scale)}" for k in ("d_model", "ffn", "conv_channels")]
 
 
 def config_steps(config: str) -> dict:
@@ -68,6 +80,7 @@ def train(config: str, overrides: list[str], out: Path, extra: list[str]) -> dic
 def sweep(name: str, root: Path, extra: list[str]) -> float:
     """The rate of ``LRS`` whose short run ends with the lowest valid loss."""
     config, overrides, _ = VARIANTS[name]
+    overrides = overrides + widened(config, WIDTH[0])
     s = {k: max(v // SWEEP_FRACTION, 1) for k, v in config_steps(config).items()}
     short = [f"train.steps={s['steps']}", f"train.warmup={s['warmup']}",
              f"train.eval_every={s['steps'] // 2}", f"train.save_every={s['save_every']}"]
@@ -98,11 +111,13 @@ def cmd_run(args) -> None:
             raise SystemExit(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
-    extra = [f"data.dir={args.data_dir}"] if args.data_dir else []
+    extra = ([f"data.dir={args.data_dir}"] if args.data_dir else []) + list(args.set)
+    WIDTH[0] = args.width_scale
     for name in args.variants:
         config, overrides, _ = VARIANTS[name]
         lr = args.lr if args.lr else sweep(name, root, extra)
-        train(config, overrides, root / name, [f"train.lr={lr}"] + extra)
+        train(config, overrides + widened(config, args.width_scale), root / name,
+              [f"train.lr={lr}"] + extra)
 
 
 # -- measuring and reporting ----------------------------------------------------------------
@@ -259,6 +274,10 @@ def main(argv=None) -> None:
     r.add_argument("--root", default="runs/asr")
     r.add_argument("--data-dir", default=None, help="where espeak-asr is prepared")
     r.add_argument("--lr", type=float, default=None, help="skip the sweep, use this rate")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="one more override for every run (e.g. train.device=cuda)")
+    r.add_argument("--width-scale", type=float, default=1.0,
+                   help="every variant's d_model, ffn and conv channels times this")
     r.set_defaults(func=cmd_run)
     m = sub.add_parser("measure", help="(internal) WER, RTF and peak memory of one model")
     m.add_argument("run")
