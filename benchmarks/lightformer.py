@@ -1,0 +1,187 @@
+"""LightFormer where the paper lives: dense -> SVD weight transfer into shared low rank ->
+fine-tuning, against every baseline that separates what each part buys.
+
+    OMP_NUM_THREADS=1 python benchmarks/lightformer.py run mt --dense-steps N --finetune-steps M
+    python benchmarks/lightformer.py plan mt          # the variants' sizes, nothing trained
+
+Tasks (their base configs): ``mt`` translation De->En (configs/mt-deen-dense.yaml), ``sum``
+summarisation (configs/sum-debian-dense.yaml), ``cls`` classification
+(configs/cls-wordnet-dense.yaml). Variants, every one with its learning rate chosen from
+three values by short runs (a fifth of its steps, valid loss; speech_scratch.py's sweep):
+
+* ``dense``: the reference, ``N`` steps (trained to convergence: the caller picks ``N`` from
+  a dense run whose valid metric is flat over its last 20%);
+* ``lightformer``: ``dense``'s weights (``model.init_from``) transferred by SVD into low-rank
+  factors whose basis groups of ``K`` layers share (``share.method: lowrank``, ``init:
+  mean``), the largest rank with >= 3.8x fewer layer parameters, then ``M`` steps;
+* ``dense-long``: dense for ``N + M`` steps, so extra training is not mistaken for the method;
+* ``transfer-k1``: the same transfer without sharing (K=1) at no more layer parameters;
+* ``shared-scratch``: the same shared low rank without transfer, ``N + M`` steps;
+* ``residual``: ResidualTransformer from scratch at no more layer parameters, ``N + M``;
+* ``shallow`` and ``narrow``: dense models of no more unique layer parameters, ``N + M``.
+
+Parameter counts come from ``layershare.count`` on the built models (:func:`plan`), never from
+a formula typed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speech_scratch import CONFIGS, last_valid, train  # noqa: E402
+
+TASKS = {"mt": "mt-deen-dense.yaml", "sum": "sum-debian-dense.yaml",
+         "cls": "cls-wordnet-dense.yaml"}
+LRS = (5e-4, 1e-3, 2e-3)
+TARGET = 3.8          # LightFormer's "3.8x fewer parameters" (of the layer stacks here)
+GROUP = 3             # K: layers whose low-rank basis is shared
+SWEEP_FRACTION = 5
+
+
+def base_model(config: str) -> dict:
+    import yaml
+    return yaml.safe_load((CONFIGS / config).read_text())["model"]
+
+
+def layer_params(config: str, model_over: dict, share: dict | None) -> int:
+    """Unique parameters of the layer stacks of ``config``'s model with ``model_over``
+    applied and converted by ``share`` (None: dense), counted by layershare.count."""
+    import layershare
+    from layershare.models import (EncoderClassifier, EncoderClassifierConfig, Seq2Seq,
+                                   Seq2SeqConfig)
+
+    m = {**base_model(config), **model_over}
+    common = dict(vocab_size=1000, d_model=m["d_model"], n_heads=m["heads"],
+                  d_ff=m.get("ffn") or 4 * m["d_model"], max_len=64)
+    if config.startswith("cls"):
+        model = EncoderClassifier(EncoderClassifierConfig(**common, n_layers=m["layers"],
+                                                          n_classes=45))
+    else:
+        model = Seq2Seq(Seq2SeqConfig(**common, encoder_layers=m["layers"],
+                                      decoder_layers=m["layers"]))
+    if share:
+        layershare.convert(model, **{"init": "scratch", **share})
+    return layershare.count(model).layer_params
+
+
+def largest(values, fits) -> int | None:
+    """The largest of ``values`` (ascending) for which ``fits(value)`` holds."""
+    best = None
+    for v in values:
+        if fits(v):
+            best = v
+    return best
+
+
+def plan(task: str) -> dict[str, dict]:
+    """Each variant's overrides and layer parameters, the ranks and sizes chosen to match."""
+    config = TASKS[task]
+    m = base_model(config)
+    dense = layer_params(config, {}, None)
+    d, layers = m["d_model"], m["layers"]
+    lf_rank = largest(range(1, d + 1), lambda r: dense / layer_params(
+        config, {}, dict(method="lowrank", group_size=min(GROUP, layers), rank=r,
+                         diag=False)) >= TARGET)
+    lf = dict(method="lowrank", group_size=min(GROUP, layers), rank=lf_rank, diag=False)
+    budget = layer_params(config, {}, lf)
+    k1_rank = largest(range(1, d + 1), lambda r: layer_params(
+        config, {}, dict(method="lowrank", group_size=1, rank=r, diag=False)) <= budget)
+    res_rank = largest(range(0, d + 1), lambda r: layer_params(
+        config, {}, dict(method="residual", group_size=layers, rank=r)) <= budget)
+    shallow = largest(range(1, layers + 1), lambda n: layer_params(
+        config, {"layers": n}, None) <= budget)
+    heads = m["heads"]
+    narrow = largest(range(heads * 2, d + 1, heads * 2), lambda w: layer_params(
+        config, {"d_model": w, "ffn": 4 * w}, None) <= budget)
+    out = {
+        "dense": {"share": None, "model": {}},
+        "lightformer": {"share": {**lf, "init": "mean"}, "model": {}, "transfer": True},
+        "dense-long": {"share": None, "model": {}, "long": True},
+        "transfer-k1": {"share": dict(method="lowrank", group_size=1, rank=k1_rank,
+                                      diag=False, init="mean"), "model": {}, "transfer": True},
+        "shared-scratch": {"share": lf, "model": {}, "long": True},
+        "residual": ({"share": dict(method="residual", group_size=layers, rank=res_rank),
+                      "model": {}, "long": True} if res_rank is not None else None),
+        "shallow": ({"share": None, "model": {"layers": shallow}, "long": True}
+                    if shallow is not None else None),
+        "narrow": ({"share": None, "model": {"d_model": narrow, "ffn": 4 * narrow},
+                    "long": True} if narrow is not None else None),
+    }
+    for name, v in out.items():
+        if v is not None:
+            v["layer_params"] = layer_params(config, v["model"], v["share"])
+            v["fewer"] = round(dense / v["layer_params"], 3)
+    return out
+
+
+def overrides(variant: dict) -> list[str]:
+    sets = [f"model.{k}={v}" for k, v in variant["model"].items()]
+    for k, v in (variant["share"] or {"method": "dense"}).items():
+        sets.append(f"share.{k}={v}")
+    return sets
+
+
+def cmd_plan(args) -> None:
+    print(json.dumps(plan(args.task), indent=1))
+
+
+def cmd_run(args) -> None:
+    config, root = TASKS[args.task], Path(args.root) / args.task
+    n, m = args.dense_steps, args.finetune_steps
+    variants = plan(args.task)
+    names = args.variants or [k for k, v in variants.items() if v is not None]
+    if "dense" not in names and any(variants[k] and variants[k].get("transfer") for k in names):
+        names = ["dense"] + names  # the transfers start from it
+    for name in names:
+        v = variants[name]
+        if v is None:
+            print(f"{name}: no size fits the budget at this model size; skipped", flush=True)
+            continue
+        steps = m if v.get("transfer") else n + m if v.get("long") else n
+        sets = overrides(v) + [f"train.steps={steps}"]
+        if v.get("transfer"):
+            sets.append(f"model.init_from={root / 'dense'}")
+        lr = sweep(config, name, sets, steps, root)
+        train(config, sets, root / name, [f"train.lr={lr}"])
+
+
+def sweep(config: str, name: str, sets: list[str], steps: int, root: Path) -> float:
+    """The rate of ``LRS`` whose run of a fifth of ``steps`` ends with the lowest valid loss."""
+    short = max(steps // SWEEP_FRACTION, 1)
+    base = [s for s in sets if not s.startswith("train.steps=")]
+    base += [f"train.steps={short}", f"train.eval_every={max(short // 2, 1)}",
+             f"train.save_every={max(short // 4, 1)}", f"train.warmup={max(short // 10, 0)}"]
+    scores = {}
+    for lr in LRS:
+        run = root / "sweep" / f"{name}-lr{lr:g}"
+        train(config, base, run, [f"train.lr={lr}"])
+        scores[lr] = last_valid(run, "loss")
+    best = min(scores, key=scores.get)
+    (root / "sweep" / f"{name}.json").write_text(json.dumps(
+        {"valid_loss_by_lr": {f"{k:g}": v for k, v in scores.items()}, "best": best}) + "\n")
+    return best
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    q = sub.add_parser("plan", help="print each variant's size (no training)")
+    q.add_argument("task", choices=TASKS)
+    q.set_defaults(func=cmd_plan)
+    r = sub.add_parser("run", help="lr sweep then training, each variant in turn")
+    r.add_argument("task", choices=TASKS)
+    r.add_argument("variants", nargs="*", help="default: all that fit")
+    r.add_argument("--dense-steps", type=int, required=True, help="N: the dense phase")
+    r.add_argument("--finetune-steps", type=int, required=True, help="M: after the transfer")
+    r.add_argument("--root", default="runs/lightformer")
+    r.set_defaults(func=cmd_run)
+    args = p.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
