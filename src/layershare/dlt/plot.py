@@ -41,7 +41,9 @@ def episode_states(records: list[dict]) -> np.ndarray:
 
 def plot_heatmap(jsonl_path: str | os.PathLike, png_path: str | os.PathLike) -> np.ndarray:
     """Write the heatmap of ``jsonl_path`` to ``png_path``; returns the plotted array."""
-    import matplotlib
+    from ..extras import require
+
+    matplotlib = require("matplotlib")
     matplotlib.use("Agg")  # files only, no display needed
     import matplotlib.pyplot as plt
     from matplotlib.colors import BoundaryNorm

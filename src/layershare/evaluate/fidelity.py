@@ -52,7 +52,9 @@ def probe_subsets(splits: dict, train: int = 3000, test: int = 1000, seed: int =
 
 def probe_accuracy(model, tokenizer, subsets: dict) -> float:
     """Test accuracy of a logistic-regression probe on ``model``'s sentence embeddings."""
-    from sklearn.linear_model import LogisticRegression
+    from ..extras import require
+
+    LogisticRegression = require("sklearn.linear_model").LogisticRegression
 
     (train_x, train_y), (test_x, test_y) = (
         (embed(model, tokenizer, [text for _, text in subsets[s]]).numpy(),

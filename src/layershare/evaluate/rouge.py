@@ -18,16 +18,13 @@ from __future__ import annotations
 from ..errors import LayershareError
 
 METRICS = ("rouge1", "rouge2", "rougeL")
-INSTALL = "pip install 'layershare[summarisation]' (PyPI rouge-score)"
 
 
 def require_rouge():
     """The ``rouge_score.rouge_scorer`` module, or a one-line error saying what to install."""
-    try:
-        from rouge_score import rouge_scorer
-    except ImportError:
-        raise LayershareError(f"ROUGE needs the rouge-score package: {INSTALL}") from None
-    return rouge_scorer
+    from ..extras import require
+
+    return require("rouge_score.rouge_scorer")
 
 
 def rouge(hypotheses: list[str], references: list[str]) -> dict[str, float]:

@@ -41,7 +41,9 @@ def word_errors(references: list[str], hypotheses: list[str]) -> dict:
     Utterances whose reference normalises to nothing are left out (WER is undefined there)
     and counted in ``skipped``.
     """
-    import jiwer
+    from ..extras import require
+
+    jiwer = require("jiwer")
 
     if len(references) != len(hypotheses):
         raise LayershareError(f"{len(references)} references but {len(hypotheses)} hypotheses")

@@ -65,7 +65,9 @@ def translate_lines(model, tok, lines: list[str], device, beam_size: int = 4,
 
 
 def bleu(hyps: list[str], refs: list[str]) -> float:
-    import sacrebleu
+    from ..extras import require
+
+    sacrebleu = require("sacrebleu")
     return float(sacrebleu.corpus_bleu(hyps, [refs]).score)
 
 

@@ -65,7 +65,9 @@ def plot_losses(out: Path) -> Path | None:
     rows = read_metrics(Path(out) / METRICS) if (Path(out) / METRICS).exists() else []
     if not rows:
         return None
-    import matplotlib
+    from ..extras import require
+
+    matplotlib = require("matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
