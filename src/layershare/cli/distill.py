@@ -63,45 +63,26 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_distill)
 
 
-def data_sets(words: list[str]) -> list[str]:
-    """``brown`` | ``text FILE`` (or a bare FILE) as run-config assignments."""
-    if words in (["brown"], ["espeak-en"]):
-        return [f"data.name={words[0]}"]
+def data_argument(words: list[str]) -> str:
+    """``brown`` | ``espeak-en`` | ``text FILE`` (or a bare FILE) -> distill()'s ``data``."""
     if len(words) == 2 and words[0] == "text":
         words = words[1:]
-    if len(words) != 1 or words[0] in ("text", "brown", "espeak-en"):
+    if len(words) != 1 or words[0] == "text":
         raise LayershareError(f"--data takes brown, espeak-en or 'text FILE', got "
                               f"{' '.join(words)!r}")
-    return ["data.name=text", f"data.train={_quote(words[0])}"]
-
-
-def _quote(text: str) -> str:
-    """A YAML scalar that stays a string whatever the path looks like."""
-    return "'" + text.replace("'", "''") + "'"
-
-
-def config_sets(args) -> list[str]:
-    warmup = args.warmup if args.warmup is not None else max(args.steps // 10, 0)
-    return data_sets(args.data) + [
-        f"distill.student={_quote(str(args.student))}",
-        f"distill.teacher={_quote(str(args.teacher))}",
-        f"distill.trainable={args.trainable}", f"distill.loss={_quote(args.loss)}",
-        f"distill.temperature={args.temperature}", f"distill.hidden={args.hidden}",
-        f"distill.eval_windows={args.eval_windows}", f"distill.eval_seq_len={args.eval_seq_len}",
-        f"distill.baseline={str(args.baseline).lower()}",
-        f"train.steps={args.steps}", f"train.seq_len={args.seq_len}",
-        f"train.batch_size={args.batch_size}", f"train.grad_accum={args.grad_accum}",
-        f"train.lr={args.lr}", f"train.warmup={warmup}",
-        f"train.weight_decay={args.weight_decay}", f"train.eval_every={args.eval_every}",
-        f"train.eval_batches={args.eval_batches}", f"train.save_every={args.save_every}",
-        f"train.log_every={max(1, min(10, args.steps // 20))}", f"train.seed={args.seed}",
-        f"train.device={args.device}", f"train.parallel={args.parallel}",
-        f"eval.batch_size={min(args.batch_size, 8)}",
-    ] + list(args.overrides)
+    return words[0]
 
 
 def cmd_distill(args) -> None:
-    from ..train import load_config, train
+    from ..train.distill_api import distill
 
-    cfg = load_config(None, config_sets(args))  # distill.student set: a distillation run
-    train(cfg, args.out, progress=not args.quiet, overwrite=args.overwrite)
+    distill(args.student, args.teacher, args.out, data=data_argument(args.data),
+            steps=args.steps, seq_len=args.seq_len, batch_size=args.batch_size,
+            grad_accum=args.grad_accum, lr=args.lr, warmup=args.warmup,
+            weight_decay=args.weight_decay, trainable=args.trainable, loss=args.loss,
+            temperature=args.temperature, hidden=args.hidden, eval_every=args.eval_every,
+            eval_batches=args.eval_batches, save_every=args.save_every,
+            eval_windows=args.eval_windows, eval_seq_len=args.eval_seq_len,
+            baseline=args.baseline, seed=args.seed, device=args.device,
+            parallel=args.parallel, settings=args.overrides, progress=not args.quiet,
+            overwrite=args.overwrite)
