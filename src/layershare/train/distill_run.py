@@ -45,13 +45,11 @@ from pathlib import Path
 
 import torch
 
-from .. import count, save
+from .. import save
 from ..formats.hub import save_tokenizer, tokenizer_files
 from .distill import (DistillEncoderTask, DistillLMTask, check_pair, is_lm, load_student,
                       read_distill_splits, select_trainable)
 from .distill_speech import build_speech_task
-from .report import peak_memory, plot_losses, write_results
-from .state import load_model, read_info
 from .tasks import Task
 from .trainer import Trainer, train
 
@@ -126,13 +124,9 @@ class DistillTrainer(Trainer):
                     f"of {w.shape[1]} tokens ({w.numel() - len(w):,} predicted tokens)")
         return f"{self.cfg.data.name} test split, first {d.eval_sentences} sentences"
 
-    def finish(self) -> dict:
-        if not self.d.main:
-            return {}
+    def measure(self, model) -> dict:
+        """Quality after (and, with ``distill.baseline``, before and of the teacher)."""
         d = self.cfg.distill
-        model = self.plain  # FSDP: rank 0's replica, gathered at the last step
-        if read_info(self.out, "best") is not None:
-            model = load_model(self.out, "best").to(self.device)
         after = self.quality(model)
         before = teacher = None
         if d.baseline:
@@ -140,36 +134,25 @@ class DistillTrainer(Trainer):
             before = self.quality(before_model)
             del before_model
             teacher = self.quality(self.task.teacher.model)
+        return {"task": self.task.kind, "data": self.cfg.data.name, "student": d.student,
+                "teacher": d.teacher, "trainable": d.trainable, "loss": d.loss,
+                "temperature": d.temperature, **self.trainable,
+                "batch_size": self.cfg.train.batch_size, "seq_len": self.cfg.train.seq_len,
+                "lr": self.cfg.train.lr, "torch_threads": torch.get_num_threads(),
+                "valid_history": self.history, "protocol": self.protocol(),
+                "before": before, "after": after, "teacher_test": teacher}
+
+    def save_model(self, model) -> None:
+        """``OUT/model`` with the student's tokenizer (else the teacher's) beside it."""
+        d = self.cfg.distill
         with tempfile.TemporaryDirectory() as tok_dir:
             src = d.student if tokenizer_files(d.student) else d.teacher
             save_tokenizer(src, Path(tok_dir))
             save(model, self.out / "model",
                  extra_files={f.name: f for f in Path(tok_dir).iterdir()})
-        mem, mem_kind = peak_memory(self.device)
-        if self.window is not None:
-            mem = max(mem, self.window.peak_before)
-        history = self.history
-        results = {
-            "task": self.task.kind, "data": self.cfg.data.name, "student": d.student,
-            "teacher": d.teacher, "trainable": d.trainable, "loss": d.loss,
-            "temperature": d.temperature, **self.trainable, **count(model).to_dict(),
-            "steps": self.step, "batch_size": self.cfg.train.batch_size,
-            "seq_len": self.cfg.train.seq_len, "lr": self.cfg.train.lr,
-            "train_tokens": self.tokens, "train_time_s": self.train_time,
-            "train_tokens_per_s": self.tokens / max(self.train_time, 1e-9),
-            "peak_mem_bytes": mem, "peak_mem_kind": mem_kind, "device": str(self.device),
-            "torch_threads": torch.get_num_threads(), "world_size": self.d.world,
-            **(self.window.figures if self.window is not None else {}),
-            "best_valid": self.best, "valid_history": history,
-            "still_improving": bool(history) and self.best is not None
-            and self.best["step"] == history[-1][0] and len(history) > 1,
-            "test_model": "best" if model is not self.plain else "last",
-            "protocol": self.protocol(),
-            "before": before, "after": after, "teacher_test": teacher}
-        write_results(self.out, results)
-        plot_losses(self.out)
-        self.say(summary(results))
-        return results
+
+    def summary(self, results: dict) -> str:
+        return summary(results)
 
 
 def summary(r: dict) -> str:

@@ -292,40 +292,57 @@ class Trainer:
 
     # -- the end -------------------------------------------------------------------------
     def finish(self) -> dict:
-        """Rank 0: test figures of the best model, ``OUT/model``, results.json, the plot."""
+        """Rank 0: the best model (else the last) measured, saved as ``OUT/model``, results.json,
+        the plot. One sequence for every run; a subclass (distillation) changes what is
+        measured (:meth:`measure`), how the model is saved (:meth:`save_model`) and the
+        summary line (:meth:`summary`), not the sequence."""
         if not self.d.main:
             return {}
         model = self.plain
         if read_info(self.out, "best") is not None:
             model = load_model(self.out, "best").to(self.device)
-        test = split_metrics(self.task, model, "test", self.device, self.out, self.autocast)
-        save(model, self.out / "model", extra_files={TOKENIZER: self.out / TOKENIZER})
-        counts = count(model).to_dict()
+        figures = self.measure(model)
+        self.save_model(model)
+        results = {**self.run_figures(model), **figures}
+        write_results(self.out, results)
+        plot_losses(self.out)
+        self.say(self.summary(results))
+        return results
+
+    def run_figures(self, model) -> dict:
+        """What every run reports: counts, steps, tokens, time, memory, the best valid point."""
         mem, mem_kind = peak_memory(self.device)
         if self.window is not None:
             mem = max(mem, self.window.peak_before)
         history = self.history
-        results = {
-            "task": self.task.kind, "data": self.cfg.data.name, "method": self.cfg.share.method,
-            "params": sum(p.numel() for p in model.parameters()), **counts,
-            "steps": self.step, "transfer_at_step": self.cfg.share.transfer_at_step,
-            "train_tokens": self.tokens, "train_time_s": self.train_time,
-            "train_tokens_per_s": self.tokens / max(self.train_time, 1e-9),
-            "peak_mem_bytes": mem, "peak_mem_kind": mem_kind, "device": str(self.device),
-            **self._static_figures(model),
-            **(self.window.figures if self.window is not None else {}),
-            "world_size": self.d.world, "best_valid": self.best,
-            "still_improving": bool(history) and self.best is not None
-            and self.best["step"] == history[-1][0] and len(history) > 1,
-            "test_model": "best" if model is not self.plain else "last", **test}
+        return {**count(model).to_dict(),
+                "steps": self.step, "train_tokens": self.tokens, "train_time_s": self.train_time,
+                "train_tokens_per_s": self.tokens / max(self.train_time, 1e-9),
+                "peak_mem_bytes": mem, "peak_mem_kind": mem_kind, "device": str(self.device),
+                "world_size": self.d.world,
+                **(self.window.figures if self.window is not None else {}),
+                "best_valid": self.best,
+                "still_improving": bool(history) and self.best is not None
+                and self.best["step"] == history[-1][0] and len(history) > 1,
+                "test_model": "best" if model is not self.plain else "last"}
+
+    def measure(self, model) -> dict:
+        """The task's test figures and the training run's own (memory, DLT)."""
+        test = split_metrics(self.task, model, "test", self.device, self.out, self.autocast)
+        results = {"task": self.task.kind, "data": self.cfg.data.name,
+                   "method": self.cfg.share.method,
+                   "params": sum(p.numel() for p in model.parameters()),
+                   "transfer_at_step": self.cfg.share.transfer_at_step,
+                   **self._static_figures(model), **test}
         if self.dlt is not None:
             self.dlt.finish(results, model)
-        results = {**self._earlier_window(), **results}
-        write_results(self.out, results)
-        plot_losses(self.out)
-        self.say(summary(results))
-        return results
+        return {**self._earlier_window(), **results}
 
+    def save_model(self, model) -> None:
+        save(model, self.out / "model", extra_files={TOKENIZER: self.out / TOKENIZER})
+
+    def summary(self, results: dict) -> str:
+        return summary(results)
 
     def _static_figures(self, test_model) -> dict:
         """Static memory after the last ``optimizer.step()`` (measured, the paper's metric)
