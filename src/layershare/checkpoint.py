@@ -163,8 +163,11 @@ def build_base(directory: Path, base: dict) -> nn.Module:
         cls = getattr(transformers, str(base.get("class")), None)
         if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
             raise LayershareError(f"{directory}: unknown transformers class {base.get('class')!r}")
+        from .formats.gate import NO_REMOTE_CODE, check_config, no_prompt
+        check_config(directory)  # the loader gate: no custom code, sane head counts
         try:
-            config = transformers.AutoConfig.from_pretrained(directory, trust_remote_code=False)
+            with no_prompt():
+                config = transformers.AutoConfig.from_pretrained(directory, **NO_REMOTE_CODE)
         except (OSError, ValueError, KeyError) as exc:
             raise LayershareError(f"{directory}/config.json: cannot be read "
                                   f"({first_line(exc)})") from None

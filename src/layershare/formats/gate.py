@@ -91,13 +91,25 @@ def read_json(directory: str | os.PathLike, name: str, what: str | None = None) 
     return value
 
 
+# Head counts a model divides its width by: 0 (or a negative or non-integer count) would be a
+# ZeroDivisionError deep inside the model's constructor.
+HEAD_KEYS = ("n_head", "num_attention_heads", "num_key_value_heads", "encoder_attention_heads",
+             "decoder_attention_heads", "num_heads", "n_heads")
+
+
 def check_config(directory: str | os.PathLike, name: str = "config.json") -> dict:
-    """The model's ``config.json``; refused if it asks for custom code (``auto_map``)."""
+    """The model's ``config.json``; refused if it asks for custom code (``auto_map``) or
+    declares a head count that is not a positive integer."""
     config = read_json(directory, name)
+    where = Path(directory) / name
     if "auto_map" in config:
-        raise LayershareError(f"{Path(directory) / name}: the model needs its own code "
-                              "(auto_map), which layershare never runs; use a model of a "
-                              "transformers class")
+        raise LayershareError(f"{where}: the model needs its own code (auto_map), which "
+                              "layershare never runs; use a model of a transformers class")
+    for key in HEAD_KEYS:
+        value = config.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise LayershareError(f"{where}: {key} must be a positive integer, got {value!r}")
     return config
 
 
