@@ -67,7 +67,7 @@ def iter_user_lines(path: Path, piece: int = 1 << 20):
     caller that stops early never holds more of the file than it used. A line longer than
     ``piece`` characters comes in pieces of ``piece`` (memory stays bounded for a file
     without line ends). The file must be a regular file (a FIFO or device is refused)."""
-    from ..formats.gate import regular_file
+    from ..paths import regular_file
 
     path = regular_file(path, "text file")
     number = 0

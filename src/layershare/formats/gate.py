@@ -15,7 +15,9 @@ that :func:`file_inside` returned. The rules, and why:
   followed) and must lie inside the resolved directory and be a regular file: a sharded
   index's ``../x`` or absolute entry, a symlink to ``/etc/passwd``, ``/dev/urandom`` (read
   forever) or a FIFO (blocks forever) is one line, never opened. ``os.stat`` of the
-  resolved path decides, so a FIFO is refused without being opened.
+  resolved path decides, so a FIFO is refused without being opened (these two helpers,
+  :func:`file_inside` and :func:`regular_file`, live in layershare/paths.py, which other
+  packages use without importing ``formats``).
 * **Declared sizes are checked before allocation** by the readers: safetensors validates
   its own header against the file size (formats/lazy.py uses it), the CTranslate2 and GGUF
   readers check every count against the bytes left.
@@ -30,11 +32,14 @@ import contextlib
 import io
 import json
 import os
-import stat
 import sys
 from pathlib import Path
 
 from ..errors import LayershareError, first_line
+from ..paths import file_inside, regular_file
+
+__all__ = ["NO_REMOTE_CODE", "admit", "check_config", "file_inside", "no_prompt", "read_json",
+           "regular_file", "safetensors_files"]
 
 NO_REMOTE_CODE = {"trust_remote_code": False}
 INDEX, SINGLE = "model.safetensors.index.json", "model.safetensors"
@@ -43,39 +48,6 @@ SIDE_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokeni
               "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt",
               "tokenizer.model", "added_tokens.json", "preprocessor_config.json",
               "pytorch_model.bin", SINGLE, INDEX)
-
-
-def file_inside(directory: str | os.PathLike, name: str | os.PathLike, what: str = "file") -> Path:
-    """``directory/name`` resolved: a regular file inside the resolved ``directory``, else
-    one :class:`LayershareError` (nothing is opened to decide)."""
-    base = Path(directory).resolve()
-    text = os.fspath(name)
-    if os.path.isabs(text):
-        raise LayershareError(f"{directory}: {what} {text!r} is an absolute path; layershare "
-                              "reads only files inside the model's directory")
-    target = (base / text).resolve()
-    if target != base and base not in target.parents:
-        raise LayershareError(f"{directory}: {what} {text!r} lies outside the directory "
-                              f"({target}); refused")
-    return _regular(target, f"{directory}: {what} {text!r}")
-
-
-def regular_file(path: str | os.PathLike, what: str = "file") -> Path:
-    """``path`` resolved, if it is a regular file (not a FIFO, device or directory)."""
-    return _regular(Path(path).resolve(), f"{what} {os.fspath(path)!r}")
-
-
-def _regular(target: Path, where: str) -> Path:
-    try:
-        mode = os.stat(target).st_mode
-    except FileNotFoundError:
-        raise LayershareError(f"{where}: no such file") from None
-    except OSError as exc:
-        raise LayershareError(f"{where}: cannot be read ({exc.strerror})") from None
-    if not stat.S_ISREG(mode):
-        raise LayershareError(f"{where} is not a regular file (a device, FIFO or directory); "
-                              "refused")
-    return target
 
 
 def read_json(directory: str | os.PathLike, name: str, what: str | None = None) -> dict:

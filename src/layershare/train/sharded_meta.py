@@ -28,7 +28,7 @@ import pickle
 from pathlib import Path
 
 from ..errors import LayershareError, first_line
-from ..formats.gate import file_inside
+from ..paths import file_inside
 
 METADATA = ".metadata"
 _DCP = "torch.distributed.checkpoint.metadata"
