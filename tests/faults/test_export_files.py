@@ -72,3 +72,17 @@ def test_damaged_export_is_one_line(variant, onnx_exports, tmp_path, cli):
     rc, err = cli(["generate", export, "--prompt", "the cat", "--max-new-tokens", "2"])
     assert_one_line(rc, err, words)
     assert snapshot(tmp_path) == before
+
+
+def test_onnx_runtime_itself_refuses_external_data_outside(onnx_exports, tmp_path):
+    """The pinned onnxruntime (pyproject: >= 1.32) refuses a location outside the model's
+    directory on its own, without layershare's check in front of it -- as one line."""
+    from layershare.errors import LayershareError
+    from layershare.formats.onnx import ort_session
+
+    export = tmp_path / "export"
+    shutil.copytree(onnx_exports("llama-residual")[2], export)
+    (tmp_path / "outside.data").write_bytes((export / "model.onnx.data").read_bytes())
+    _mutate_graph(export, _set("location", "../outside.data"))
+    with pytest.raises(LayershareError, match="ONNX Runtime cannot load it.*escapes"):
+        ort_session(export / "model.onnx")
