@@ -9,7 +9,8 @@ memory. Each range here is the one documented in the command's ``--help``:
 ==========================  =========================================================
 ``--threads``               1 .. the number of CPUs of the machine
 ``--seq-len``               2 .. the model's position table (learned positions only)
-``--batch-size``            >= 1
+``--batch-size``            >= 1 (compress, eval, eval-speech, translate)
+``--beam``, ``--limit``     >= 1 (eval-speech, translate)
 ``--calib-tokens``          >= ``--seq-len``
 ``--temperature``           > 0 and finite (sampling)
 ``--top-k``                 1 .. the vocabulary

@@ -33,8 +33,13 @@ def add_commands(sub) -> None:
 
 
 def cmd_eval_speech(args) -> None:
+    from .. import limits
     from ..evaluate.wer import encoder_params, evaluate_wer, load_speech_model, test_utterances
 
+    for name in ("beam", "batch_size", "max_new_tokens"):
+        limits.at_least("--" + name.replace("_", "-"), getattr(args, name))
+    if args.limit is not None:
+        limits.at_least("--limit", args.limit)
     sets = SETS if args.data == "all" else (args.data,)
     data = {name: test_utterances(name, args.data_dir) for name in sets}  # fail before loading
     model, tokenizer = load_speech_model(args.model)
