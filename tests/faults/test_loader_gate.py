@@ -154,3 +154,39 @@ def test_malformed_safetensors_header_in_the_lazy_reader(variant, llama_dirs, tm
     rc, err = cli(["compress", src, *COMPRESS, "--out", tmp_path / "out"])
     assert_one_line(rc, err, "model.safetensors")
     assert snapshot(tmp_path) == before
+
+
+def test_checkpoint_weights_symlinked_outside_are_refused(compact, tmp_path, cli):
+    ck = tmp_path / "ck"
+    shutil.copytree(compact, ck)
+    outside = tmp_path / "elsewhere.safetensors"
+    (ck / "model.safetensors").rename(outside)
+    (ck / "model.safetensors").symlink_to(outside)
+    before = snapshot(tmp_path)
+    rc, err = cli(["merge", ck, "--out", tmp_path / "out"])
+    assert_one_line(rc, err, "outside the directory")
+    assert snapshot(tmp_path) == before
+
+
+def test_checkpoint_description_as_a_fifo_never_hangs(compact, tmp_path):
+    ck = tmp_path / "ck"
+    shutil.copytree(compact, ck)
+    (ck / "layershare.json").unlink()
+    os.mkfifo(ck / "layershare.json")
+    proc = run_module(["inspect", ck], timeout=60)
+    assert_one_line(proc.returncode, proc.stderr, "not a regular file")
+
+
+def test_a_tokenizer_directory_without_a_model_still_loads(tmp_path):
+    """``generate --tokenizer DIR``: tokenizer files alone (no config.json) pass the gate."""
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from layershare.formats.hub import auto_tokenizer
+
+    tok = Tokenizer(models.WordLevel({"[UNK]": 0, "the": 1, "cat": 2}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(
+        tmp_path / "tok")
+    assert not (tmp_path / "tok" / "config.json").exists()
+    assert auto_tokenizer(tmp_path / "tok")("the cat")["input_ids"] == [1, 2]

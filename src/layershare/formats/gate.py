@@ -100,10 +100,12 @@ def safetensors_files(directory: str | os.PathLike) -> list[Path]:
     return [file_inside(directory, name, "weights file") for name in sorted(set(weight_map.values()))]
 
 
-def admit(src: str | os.PathLike) -> str:
+def admit(src: str | os.PathLike, tokenizer_only: bool = False) -> str:
     """Decide whether ``src`` may be read, and what it is: ``"gguf"``, ``"ctranslate2"``,
-    ``"onnx"``, ``"layershare"`` or ``"transformers"``. Raises one
-    :class:`LayershareError` for anything refused (see the module docstring)."""
+    ``"onnx"``, ``"layershare"``, ``"transformers"`` -- or, with ``tokenizer_only``, also
+    ``"tokenizer"``: a directory of tokenizer files without a model's ``config.json``
+    (``generate --tokenizer DIR``). Raises one :class:`LayershareError` for anything
+    refused (see the module docstring)."""
     path = Path(src)
     if not path.exists() and not path.is_symlink():
         raise LayershareError(f"{path}: no such file or directory")
@@ -128,6 +130,9 @@ def admit(src: str | os.PathLike) -> str:
         _side_files(path)
         return "layershare"
     if not (path / "config.json").exists() and not (path / "config.json").is_symlink():
+        if tokenizer_only:
+            _side_files(path)
+            return "tokenizer"
         raise LayershareError(f"{path}: not a transformers model directory (no config.json)")
     check_config(path)
     if (path / SINGLE).exists() or (path / INDEX).exists():

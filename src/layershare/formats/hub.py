@@ -120,7 +120,7 @@ def auto_tokenizer(src: str | os.PathLike):
     import transformers
 
     src = resolve(src)
-    kind = admit(src)
+    kind = admit(src, tokenizer_only=True)
     if kind == "ctranslate2":
         from .whisper import tokenizer
         return tokenizer(src)
