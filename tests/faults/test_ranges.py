@@ -108,3 +108,20 @@ def test_zero_heads_in_a_config(key, gpt2_dirs, tmp_path, cli):
 def test_speech_and_translate_numbers(argv, words, tmp_path, cli):
     rc, err = cli([tmp_path / "run" if a == "RUN" else a for a in argv])
     assert_one_line(rc, err, words)
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--seq-len", "100"], "--seq-len (for the student) is 100 tokens, longer than the model's 64"),
+    (["--seq-len", "16", "--eval-seq-len", "512"], "--eval-seq-len (for the student)"),
+])
+def test_distill_windows_longer_than_the_positions(extra, words, gpt2_dirs, tmp_path, cli):
+    student = tmp_path / "student"
+    assert cli(["convert", gpt2_dirs / "gpt2", "--method", "residual", "--rank", "4",
+                "--out", student])[0] == 0
+    text = tmp_path / "text.txt"  # splits long enough for windows of 512 tokens
+    text.write_text(TEXT * 20)
+    before = snapshot(tmp_path)
+    rc, err = cli(["distill", student, "--teacher", gpt2_dirs / "gpt2", "--data", "text",
+                   text, "--steps", "1", *extra, "--out", tmp_path / "out"])
+    assert_one_line(rc, err, words)
+    assert snapshot(tmp_path) == before
