@@ -155,3 +155,75 @@ def test_resume_reads_metadata_through_the_allow_list(sharded_ck, tmp_path, monk
     with pytest.raises(LayershareError, match="refused"):
         load_sharded(ck / "sharded", model, optim)
     assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.fixture(scope="module")
+def resumable(tmp_path_factory):
+    """A ``sharded/`` written by ``fsdp.save_sharded`` (model and AdamW state as an FSDP run
+    writes them, here in one process), and the model and optimizer that wrote it."""
+    from layershare.train.fsdp import save_sharded
+
+    directory = tmp_path_factory.mktemp("resume") / "sharded"
+    model = convert(T.gpt2(), method="residual", group_size=2, rank=4)
+    optim = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    model(torch.tensor([[1, 2, 3]])).logits.sum().backward()
+    optim.step()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        save_sharded(directory, model, optim)
+    return directory, model
+
+
+def _fresh(model):
+    import copy
+    fresh = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in fresh.parameters():
+            p.zero_()
+    return fresh, torch.optim.AdamW(fresh.parameters(), lr=1.0)
+
+
+def test_todays_sharded_checkpoint_resumes(resumable):
+    from layershare.train.fsdp import load_sharded
+
+    directory, model = resumable
+    fresh, optim = _fresh(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        load_sharded(directory, fresh, optim)
+    for (name, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert optim.param_groups[0]["lr"] == 3e-4  # a "bytes" item, read through the planner
+
+
+def test_crafted_bytes_item_in_a_shard_never_runs(resumable, tmp_path, monkeypatch):
+    """Non-tensor entries (lr, betas...) are pickles inside the shards, which DCP's own
+    planner reads with ``torch.load(weights_only=False)``: a crafted one must be refused."""
+    import io
+
+    from torch.distributed.checkpoint.metadata import BytesStorageMetadata
+
+    from layershare.train.fsdp import load_sharded
+    from layershare.train.sharded_meta import _AllowListUnpickler
+
+    monkeypatch.chdir(tmp_path)
+    directory = tmp_path / "sharded"
+    import shutil
+    shutil.copytree(resumable[0], directory)
+    buffer = io.BytesIO()
+    torch.save(_Payload(tmp_path / "PWNED", "PWNED"), buffer)
+    (directory / "evil.distcp").write_bytes(buffer.getvalue())
+    with open(directory / ".metadata", "rb") as f:
+        meta = _AllowListUnpickler(f).load()
+    target = next(k for k, v in meta.state_dict_metadata.items()
+                  if isinstance(v, BytesStorageMetadata) and k.endswith(".lr"))
+    for index, info in meta.storage_data.items():
+        if index.fqn == target:
+            info.relative_path, info.offset, info.length = "evil.distcp", 0, len(buffer.getvalue())
+    (directory / ".metadata").write_bytes(pickle.dumps(meta))
+    fresh, optim = _fresh(resumable[1])
+    with pytest.raises(LayershareError, match="cannot be read"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            load_sharded(directory, fresh, optim)
+    assert not (tmp_path / "PWNED").exists()

@@ -136,13 +136,13 @@ def load_sharded(directory: Path, model: nn.Module, optimizer) -> None:
 
     from torch.distributed.checkpoint.api import CheckpointException
 
-    from .sharded_meta import describe, read_metadata, safe_reader
+    from .sharded_meta import describe, read_metadata, safe_planner, safe_reader
 
     read_metadata(directory)  # refuses a crafted file in one line before DCP sees it
     msd, osd = get_state_dict(model, optimizer)
     state = {"model": msd, "optim": osd}
     try:
-        dcp.load(state, storage_reader=safe_reader(directory))
+        dcp.load(state, storage_reader=safe_reader(directory), planner=safe_planner())
     except (Exception, CheckpointException) as exc:  # noqa: BLE001 -- a BaseException
         raise LayershareError(f"{directory}: sharded checkpoint cannot be read "
                               f"({describe(exc)}); delete {directory.parent} to "
@@ -175,7 +175,7 @@ def consolidate(checkpoint: str | os.PathLike, out: str | os.PathLike,
     from torch.distributed.checkpoint.api import CheckpointException
 
     from ..checkpoint import _rebuild, read_meta, save
-    from .sharded_meta import describe, read_metadata, safe_reader
+    from .sharded_meta import describe, read_metadata, safe_planner, safe_reader
 
     checkpoint = Path(checkpoint)
     sharded, structure = checkpoint / SHARDED, checkpoint / "model"
@@ -188,7 +188,8 @@ def consolidate(checkpoint: str | os.PathLike, out: str | os.PathLike,
     try:
         with warnings.catch_warnings():  # "assuming the intent is to load in a single process"
             warnings.simplefilter("ignore", UserWarning)
-            dcp.load(state, storage_reader=safe_reader(sharded), no_dist=True)
+            dcp.load(state, storage_reader=safe_reader(sharded), planner=safe_planner(),
+                     no_dist=True)
     except (Exception, CheckpointException) as exc:  # noqa: BLE001 -- a BaseException
         raise LayershareError(f"{sharded}: cannot be read ({describe(exc)})") from None
     model.load_state_dict(state["model"])

@@ -16,9 +16,14 @@ the checkpoint directory, a regular file, with the declared byte range inside it
 "transform" (DCP's compression extensions) applied. Checkpoints written by today's code
 read unchanged; no new file format is needed.
 
-:class:`SafeReader` is DCP's ``FileSystemReader`` with this ``read_metadata``; pass it as
-``storage_reader`` to ``dcp.load``. :func:`describe` turns DCP's ``CheckpointException``
-(a ``BaseException``, which ``except Exception`` misses) into one line.
+:func:`safe_reader` is DCP's ``FileSystemReader`` with this ``read_metadata``; pass it as
+``storage_reader`` to ``dcp.load``. The shards hold a second pickle: every non-tensor entry
+of the state (an optimizer's ``lr``, ``betas``, ``step`` counts...) is a pickled "bytes"
+item, which DCP's ``DefaultLoadPlanner.load_bytes`` reads with ``torch.load(...,
+weights_only=False)`` -- code execution again, from a ``.distcp`` file. :func:`safe_planner`
+reads them with ``weights_only=True`` (plain numbers, strings, containers and tensors only);
+pass it as ``planner``. :func:`describe` turns DCP's ``CheckpointException`` (a
+``BaseException``, which ``except Exception`` misses) into one line.
 """
 
 from __future__ import annotations
@@ -131,6 +136,25 @@ def safe_reader(directory: str | os.PathLike):
             return metadata
 
     return SafeReader(str(directory))
+
+
+def safe_planner():
+    """DCP's ``DefaultLoadPlanner`` whose non-tensor ("bytes") items are unpickled with
+    ``torch.load(weights_only=True)``: a crafted shard cannot run code."""
+    import torch
+    from torch.distributed.checkpoint import DefaultLoadPlanner
+    from torch.distributed.checkpoint._traverse import set_element  # what DCP's own uses
+
+    class SafeLoadPlanner(DefaultLoadPlanner):
+        def load_bytes(self, read_item, value) -> None:
+            obj = torch.load(value, weights_only=True)
+            if self.flatten_state_dict:
+                set_element(self.original_state_dict, self.mappings[read_item.dest_index.fqn],
+                            obj)
+            else:
+                self.state_dict[read_item.dest_index.fqn] = obj
+
+    return SafeLoadPlanner()
 
 
 def describe(exc: BaseException) -> str:
