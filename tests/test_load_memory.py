@@ -27,17 +27,18 @@ model = layershare.convert(dense, method="tied", group_size=24)
 layershare.save(model, sys.argv[1])
 """
 
+# VmHWM (this process image's peak), not ru_maxrss: ru_maxrss also counts the pages of the
+# forked parent (pytest) before exec, so it would measure the test runner, not the load.
 LOAD = """
-import resource, sys, torch, transformers, layershare
+import sys, torch, transformers, layershare
 import layershare.checkpoint, transformers.models.gpt2.modeling_gpt2
-def rss():
+def status(key):
     for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
+        if line.startswith(key + ":"):
             return int(line.split()[1]) * 1024
-before = rss()
+before = status("VmRSS")
 model = layershare.load(sys.argv[1])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(max(0, peak - before))
+print(max(0, status("VmHWM") - before))
 """
 
 
