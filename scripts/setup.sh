@@ -14,4 +14,7 @@ python -m pip install -q --disable-pip-version-check --upgrade pip
 # torch first and pinned: this machine has the CPU wheel of 2.13.0 on local disk; a bare
 # "torch" requirement would pull a multi-GB CUDA build.
 python -c "import torch" 2>/dev/null || python -m pip install -q --disable-pip-version-check torch==2.13.0
-python -m pip install -q --disable-pip-version-check -e ".[test,speech,onnx${LAYERSHARE_EXTRAS:+,$LAYERSHARE_EXTRAS}]"
+# -c constraints.txt: the versions the suite passed with (a fresh machine would otherwise get
+# whatever transformers is newest today); pyproject's ranges stay open for library users.
+python -m pip install -q --disable-pip-version-check -c constraints.txt \
+  -e ".[test,speech,onnx${LAYERSHARE_EXTRAS:+,$LAYERSHARE_EXTRAS}]"

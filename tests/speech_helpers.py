@@ -159,3 +159,50 @@ def write_espeak_data(root: Path) -> Path:
         counts[split] = write_split(directory, split, utts)
     write_manifest(directory, "espeak-en", espeak.VERSION, {"test": True}, counts)
     return root
+
+
+# -- a fake prepared espeak-asr directory (no espeak-ng): tones that spell the text ----------
+ASR_WORDS = ("on off up down left right stop go yes no").split()
+
+
+def tone_audio(text: str, rate: int = 16000, per_char: float = 0.06) -> np.ndarray:
+    """int16 audio of ``text``: one tone per character (its own pitch), silence for spaces,
+    so a recogniser can learn it in a few dozen steps."""
+    pieces = []
+    t = np.arange(int(rate * per_char)) / rate
+    for c in text:
+        if c == " ":
+            pieces.append(np.zeros_like(t))
+        else:
+            pieces.append(0.3 * np.sin(2 * np.pi * (200 + 60 * (ord(c) - 97)) * t))
+    return np.round(np.concatenate(pieces) * 32767).astype("<i2")
+
+
+def fake_espeak_asr(data_dir: Path, sizes=(("train", 48), ("valid", 8), ("test", 8),
+                                           ("test-voices", 8)), seed: int = 0) -> Path:
+    """``DATA_DIR/espeak-asr`` as the recipe writes it (audio, index, cached log-mel,
+    manifest), with two- and three-word commands spoken as tones."""
+    import random
+
+    from layershare.data import espeak_asr
+    from layershare.data.audio import log_mel, write_split
+    from layershare.data.store import write_manifest
+
+    rng = random.Random(seed)
+    out = Path(data_dir) / "espeak-asr"
+    out.mkdir(parents=True)
+    counts = {}
+    for split, n in sizes:
+        mels, rows, frames = [], [], 0
+        for i in range(n):
+            text = " ".join(rng.choice(ASR_WORDS) for _ in range(rng.randint(2, 3)))
+            samples = tone_audio(text)
+            mel = log_mel(samples.astype(np.float32) / 32768).astype(np.float16)
+            rows.append((f"{split}-{i:05d}", text, samples,
+                         {"mel_start": frames, "mel_frames": len(mel)}))
+            mels.append(mel)
+            frames += len(mel)
+        counts[split] = write_split(out, split, rows)
+        np.save(out / f"{split}.mel.npy", np.concatenate(mels))
+    write_manifest(out, "espeak-asr", espeak_asr.VERSION, {"hours": 0.01}, counts)
+    return out

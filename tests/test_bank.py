@@ -121,7 +121,7 @@ def test_state_dict_save_load_merge_count_unchanged(tmp_path):
     loaded = layershare.load(tmp_path / "ck")
     assert bank.is_batched(loaded)  # load converts, convert attaches
     assert list(loaded.state_dict()) == keys
-    dense = layershare.merge(loaded)
+    dense = layershare.merge(loaded, inplace=False)
     assert not hasattr(dense, bank.ATTR)
     assert not dense._forward_pre_hooks
     with torch.no_grad():

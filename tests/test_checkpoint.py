@@ -189,3 +189,22 @@ def test_load_builds_no_dense_weights_and_keeps_sharing(tmp_path):
         torch.testing.assert_close(loaded(ids).logits, model.eval()(ids).logits)
     rotary = loaded.model.rotary_emb.inv_freq  # a non-persistent buffer: computed, not stored
     torch.testing.assert_close(rotary, model.model.rotary_emb.inv_freq)
+
+
+def test_save_in_bf16_halves_the_file_and_loads_in_bf16(tmp_path):
+    import layershare
+    from layershare.errors import LayershareError
+
+    model = layershare.convert(T.gpt2(), method="residual", group_size=2, rank=2)
+    layershare.save(model, tmp_path / "fp32")
+    layershare.save(model, tmp_path / "bf16", dtype="bf16")
+    a = (tmp_path / "fp32" / "model.safetensors").stat().st_size
+    b = (tmp_path / "bf16" / "model.safetensors").stat().st_size
+    assert 0.45 * a < b < 0.55 * a
+    loaded = layershare.load(tmp_path / "bf16")
+    assert {p.dtype for p in loaded.parameters()} == {torch.bfloat16}
+    assert next(model.parameters()).dtype == torch.float32  # the saved model is unchanged
+    for name, p in loaded.state_dict().items():
+        torch.testing.assert_close(p.float(), model.state_dict()[name].bfloat16().float())
+    with pytest.raises(LayershareError, match="unknown dtype"):
+        layershare.save(model, tmp_path / "x", dtype="int3")

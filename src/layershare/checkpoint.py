@@ -65,20 +65,31 @@ def base_info(model: nn.Module) -> dict:
     return {"library": "torch", "class": type(model).__name__}
 
 
+#: ``save(dtype=...)``: the floating-point formats a checkpoint may be written in
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def save(model: nn.Module, directory: str | os.PathLike,
-         extra_files: dict[str, Path] | None = None, overwrite: bool = False) -> Path:
+         extra_files: dict[str, Path] | None = None, overwrite: bool = False,
+         dtype: str | None = None) -> Path:
     """Write ``model`` to ``directory`` atomically. An earlier checkpoint there is replaced;
     a file or a directory of other things is refused (``overwrite=True`` replaces another
-    layershare output), see :mod:`layershare.outputs`."""
+    layershare output), see :mod:`layershare.outputs`. ``dtype`` (``fp32`` | ``bf16`` |
+    ``fp16``) stores every floating tensor in that format (the model itself is unchanged);
+    ``load`` gives the model in the stored format."""
     if not isinstance(model, nn.Module):
         raise LayershareError(f"save expects a torch nn.Module, got {type(model).__name__}")
+    if dtype is not None and dtype not in DTYPES:
+        raise LayershareError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    cast = DTYPES.get(dtype)
     directory = check_out(directory, "checkpoint", overwrite=overwrite, flag="directory")
     config = getattr(model, "layershare_config", None)
     meta = {"format": FORMAT, "config": None if config is None else config.to_dict(),
             "base": base_info(model)}
 
     def write(tmp: Path):
-        state = {k: v.contiguous() for k, v in unique_state(model).items()}
+        state = {k: (v.to(cast) if cast is not None and v.is_floating_point() else v)
+                 .contiguous() for k, v in unique_state(model).items()}
         save_file(state, tmp / WEIGHTS, metadata={"format": "pt"})
         (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
         if meta["base"]["library"] == "transformers":

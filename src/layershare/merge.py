@@ -17,8 +17,10 @@ from .residual import ResidualLinear
 from .slots import dense_module, restore_in_proj
 
 
-def merge(model: nn.Module, inplace: bool = False) -> nn.Module:
-    """The dense equivalent of ``model`` (a deep copy unless ``inplace``)."""
+def merge(model: nn.Module, inplace: bool = True) -> nn.Module:
+    """The dense equivalent of ``model``: every shared or factored matrix written out per
+    layer, the original classes back. As ``convert``: changes the model you pass and returns
+    it; ``inplace=False`` merges a deep copy and leaves the shared model as it was."""
     stacks = getattr(model, "layershare_stacks_converted", None)
     if not stacks:
         return model if inplace else copy.deepcopy(model)
@@ -35,6 +37,7 @@ def merge(model: nn.Module, inplace: bool = False) -> nn.Module:
                     elif p is not None:
                         seen.add(id(p))
     del model.layershare_config, model.layershare_stacks_converted
+    model.__dict__.pop("save_pretrained", None)  # surgery.refuse_save_pretrained
     return model
 
 

@@ -7,6 +7,8 @@ LowRankLinear; for ``tied`` the layer's parameters *are* the source layer's para
 
 from __future__ import annotations
 
+import copy
+
 from dataclasses import dataclass
 
 import torch
@@ -89,22 +91,50 @@ class DataFreeFit:
         return torch.diagonal(residual)
 
 
-def convert(model: nn.Module, method: str = "residual", **options) -> nn.Module:
-    """Share weights across the layers of ``model`` (in place; the model is returned).
+def convert(model: nn.Module, method: str | None = None, *, config: ShareConfig | None = None,
+            inplace: bool = True, **options) -> nn.Module:
+    """Share weights across the layers of ``model``; returns the converted model.
 
-    ``options`` are the fields of :class:`~layershare.config.ShareConfig`: ``group_size``,
-    ``rank``, ``strategy``, ``init``, ``diag``, ``matrices``, ``tie_other``, ``stack``,
-    ``linears``, ``ranks``, ``stacks``. Weights are initialised from the model's current
-    (dense) weights, see ResidualLinear.fit, LowRankLinear and svd.pick_shared.
+    Give either a :class:`~layershare.config.ShareConfig` as ``config`` or its fields as
+    keywords (``method`` -- default ``residual`` -- ``group_size``, ``rank``, ``strategy``,
+    ``init``, ``diag``, ``matrices``, ``tie_other``, ``stack``, ``linears``, ``ranks``,
+    ``stacks``); a keyword beside ``config`` that disagrees with it is an error, never
+    silently dropped. Weights are initialised from the model's current (dense) weights, see
+    ResidualLinear.fit, LowRankLinear and svd.pick_shared.
+
+    The rule of ``convert`` and ``merge``: both change the model you pass and return it
+    (as PEFT's ``get_peft_model`` and ``merge_and_unload`` do); ``inplace=False`` works on a
+    deep copy and leaves the original as it was.
     """
     if not isinstance(model, nn.Module):
         raise LayershareError(f"convert expects a torch nn.Module, got {type(model).__name__}")
-    config = options.pop("config", None) or ShareConfig(method=method, **options)
+    if config is None:
+        config = ShareConfig(method=method or "residual", **options)
+    else:
+        given = {**options, **({"method": method} if method is not None else {})}
+        for key, value in given.items():
+            if not hasattr(config, key):
+                raise LayershareError(f"convert: unknown option {key!r}")
+            if getattr(config, key) != value:
+                raise LayershareError(f"convert: {key}={value!r} conflicts with config."
+                                      f"{key}={getattr(config, key)!r}; give one or the other")
+    if not inplace:
+        model = copy.deepcopy(model)
     stacks = plan_stacks(model, config)
     for stack in stacks:
         convert_groups(model, config, stack, range(stack.plan.num_groups))
     mark_converted(model, config, stacks)
     return model
+
+
+def refuse_save_pretrained(*args, **kwargs):
+    """``save_pretrained`` of a converted transformers model. Its shared tensors and factor
+    modules have no place in the original class's checkpoint format (transformers would
+    write keys its class cannot load, or fail on the shared tensors), so it says what to
+    call instead; ``merge`` removes this again."""
+    raise LayershareError("this model shares weights (layershare): save it with "
+                          "layershare.save(model, DIR), or save the dense model with "
+                          "layershare.merge(model).save_pretrained(DIR)")
 
 
 def plan_stacks(model: nn.Module, config: ShareConfig) -> list[Stack]:
@@ -142,6 +172,8 @@ def convert_groups(model: nn.Module, config: ShareConfig, stack: Stack, groups,
 def mark_converted(model: nn.Module, config: ShareConfig, stacks: list[Stack]) -> None:
     model.layershare_config = config
     model.layershare_stacks_converted = tuple(stacks)
+    if hasattr(type(model), "save_pretrained"):  # a transformers model: see refuse_save_pretrained
+        model.save_pretrained = refuse_save_pretrained
     if config.method == "residual":  # batched merges in training (bank.py)
         attach_banks(model)
 

@@ -96,7 +96,7 @@ def _data_error(dense, compressed, batches) -> dict[str, float]:
     slots = [(f"{l}.{n}", Slot(layers[l], n)) for l in range(len(layers)) for n in names]
     with GramCollector([s.module for _, s in slots]) as grams:
         _encode(dense, batches)
-    merged = layershare.merge(compressed).model.encoder.layers
+    merged = layershare.merge(compressed, inplace=False).model.encoder.layers
     out = {}
     for key, slot in slots:
         l, name = key.split(".", 1)

@@ -60,6 +60,24 @@ def test_libreoffice_de_en(tmp_path):
     assert ("Drücken Sie die Eingabetaste.", "Press Enter.") in sum(splits.values(), [])
 
 
+def test_debian_summaries(tmp_path):
+    """Reads the apt lists this machine has; never fetches them (that needs root), so it
+    skips, even in CI, when ``apt-get update -o Acquire::Languages=en`` has not been run."""
+    from layershare.data import debian
+
+    if not debian.list_files(debian.LISTS_DIR, debian.TRANSLATIONS):
+        pytest.skip(f"no apt Translation-en lists: run `{debian.FETCH_LISTS}` as root")
+    out, manifest, splits = fetched("debian-summaries", [], tmp_path)
+    assert len(splits["test"]) >= 1000 and len(splits["valid"]) >= 1000
+    assert len(splits["train"]) > 30000
+    bodies = [body for pairs in splits.values() for body, _ in pairs]
+    assert len(bodies) == len(set(bodies))
+    assert all(len(body.split()) >= 20 and synopsis for body, synopsis in sum(splits.values(), []))
+    assert 35 <= manifest["counts"]["test"]["median_body_words"] <= 65
+    counts = manifest["counts"]["train"]
+    assert counts["synopsis_words"] * 3 < counts["body_words"]  # summaries, not paraphrases
+
+
 def test_wordnet_supersense(tmp_path):
     out, manifest, splits = fetched("wordnet-supersense", ["apt-get", "dpkg-deb"], tmp_path)
     labels = (out / "labels.txt").read_text().split()

@@ -44,7 +44,7 @@ def test_save_load_round_trip(tmp_path, kind, name, method, strategy):
 @pytest.mark.parametrize("kind", list(BUILDERS))
 def test_merge_gives_dense_equivalent(kind):
     model = make_variant(sharpen(BUILDERS[kind]()), "residual", "cycle")
-    dense = layershare.merge(model)
+    dense = layershare.merge(model, inplace=False)
     assert isinstance(dense.get_submodule("encoder.layers.0.ffn.up" if kind != "lm"
                                           else "decoder.layers.0.ffn.up"), torch.nn.Linear)
     a, b = _outputs(kind, model), _outputs(kind, dense)

@@ -37,7 +37,7 @@ def main(out: Path) -> None:
     x = torch.randint(VOCAB, (4, 12), generator=torch.Generator().manual_seed(1))
 
     # reference: the merged (dense) model on the whole batch, in this process
-    dense = layershare.merge(model)
+    dense = layershare.merge(model, inplace=False)
     dense.train()
     dense(input_ids=x, labels=x).loss.backward()
     layers, dlayers = model.transformer.h, dense.transformer.h

@@ -156,3 +156,44 @@ def test_recover_puts_back_a_checkpoint_renamed_away(tmp_path):
     recover(tmp_path)
     assert sorted(p.name for p in root.iterdir()) == ["last"]
     assert json.loads((root / "last" / "info.json").read_text())["step"] == 7
+
+
+def test_init_from_a_dense_run_transfers_its_weights(tmp_path, text_data):
+    """LightFormer without repeating the dense phase: start from the trained dense model,
+    SVD transfer at step 0; at full rank (and a vanishing learning rate) the merged result is
+    the dense model."""
+    dense_run = tmp_path / "dense"
+    train(load_config(None, tiny(text_data, "text", train={"steps": 10})), dense_run,
+          progress=False)
+    sets = tiny(text_data, "text", share={"method": "lowrank", "group_size": 1, "rank": 128,
+                                          "init": "mean"},
+                train={"steps": 1, "lr": 1e-12, "warmup": 0, "weight_decay": 0.0})
+    out = tmp_path / "transfer"
+    train(load_config(None, sets + [f"model.init_from={dense_run}"]), out, progress=False)
+    merged = layershare.merge(layershare.load(out / "model")).state_dict()
+    source = layershare.load(dense_run / "model").state_dict()
+    assert merged.keys() == source.keys()
+    for name in source:
+        torch.testing.assert_close(merged[name], source[name], rtol=0, atol=1e-4, msg=name)
+
+
+def test_init_from_errors(tmp_path, text_data, capsys):
+    shared = tmp_path / "shared"
+    train(load_config(None, tiny(text_data, "text", share={"method": "residual"},
+                                 train={"steps": 2})), shared, progress=False)
+    wide = tiny(text_data, "text", model={"d_model": 48}, train={"steps": 2})
+    for source, message in ((shared, "shares weights"), (tmp_path / "nope", "not a run"),
+                            (tmp_path / "shared", "shares weights")):
+        argv = ["train", "--out", str(tmp_path / "x")]
+        for s in wide + [f"model.init_from={source}"]:
+            argv += ["--set", s]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    dense = tmp_path / "dense"
+    train(load_config(None, tiny(text_data, "text", train={"steps": 2})), dense, progress=False)
+    argv = ["train", "--out", str(tmp_path / "y")]
+    for s in wide + [f"model.init_from={dense}"]:
+        argv += ["--set", s]
+    assert main(argv) == 2
+    assert "does not fit" in capsys.readouterr().err

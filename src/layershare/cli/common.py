@@ -82,7 +82,7 @@ def load_model(src: str | Path):
     return from_local(src), auto_tokenizer(src), "transformers"
 
 
-def save_with_tokenizer(model, src, out: Path, overwrite: bool) -> None:
+def save_with_tokenizer(model, src, out: Path, overwrite: bool, dtype: str | None = None) -> None:
     """``layershare.save`` with ``src``'s tokenizer beside the weights (a GGUF file's
     tokenizer, which lives inside the weights file, written out as tokenizer.json)."""
     import tempfile
@@ -93,4 +93,4 @@ def save_with_tokenizer(model, src, out: Path, overwrite: bool) -> None:
     with tempfile.TemporaryDirectory() as tok_dir:
         save_tokenizer(src, Path(tok_dir))
         save(model, out, extra_files={f.name: f for f in Path(tok_dir).iterdir()},
-             overwrite=overwrite)
+             overwrite=overwrite, dtype=dtype)

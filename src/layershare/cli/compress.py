@@ -70,6 +70,8 @@ def add_commands(sub) -> None:
                         "matrix's own response to its compressed inputs (local, SVD-LLM)")
     add_share_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="format of the stored weights (bf16 halves the file; fits are fp32)")
     p.add_argument("--out", required=True, type=out_arg)
     add_overwrite(p)
     p.set_defaults(func=cmd_compress)
@@ -150,7 +152,7 @@ def cmd_compress(args) -> None:
                       materialize=lazy.materialize if lazy else None)
     if lazy is not None:
         lazy.finish()
-    save_with_tokenizer(model, args.src, args.out, args.overwrite)
+    save_with_tokenizer(model, args.src, args.out, args.overwrite, dtype=args.dtype)
     if result.errors:
         print(f"{'matrix':<24}{'rel. whitened error':>20}{'max':>10}")
         for name, mean, worst in result.error_table():

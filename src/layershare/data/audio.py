@@ -9,6 +9,7 @@ manifest short and its checksums meaningful, where thousands of small WAVs would
 
 from __future__ import annotations
 
+import functools
 import json
 import wave
 from dataclasses import dataclass, field
@@ -102,3 +103,43 @@ def resample(audio: np.ndarray, rate: int, target: int = SAMPLING_RATE) -> np.nd
         raise LayershareError("resampling needs the soxr package: pip install "
                               "'layershare[speech]'") from None
     return soxr.resample(np.asarray(audio, dtype=np.float32), rate, target, quality="HQ")
+
+
+# -- log-mel features ---------------------------------------------------------------------
+N_MELS, N_FFT, HOP = 80, 400, 160   # 80 bins; 25 ms windows every 10 ms at 16 kHz
+
+
+def mel_frames(samples: int) -> int:
+    """Frames :func:`log_mel` gives for ``samples`` samples (a centred STFT: one per hop + 1)."""
+    return samples // HOP + 1
+
+
+def log_mel(audio: np.ndarray) -> np.ndarray:
+    """(frames, 80) natural-log mel energies of 16 kHz ``audio``, float32.
+
+    A Hann-windowed STFT (25 ms / 10 ms, centred), its power spectrum, 80 Slaney mel filters
+    up to 8 kHz (transformers' ``mel_filter_bank``, as Whisper's feature extractor uses) and
+    ``log(max(x, 1e-10))``. Normalisation is left to the model (:mod:`layershare.models.speech`
+    normalises each utterance), so the cached features are the plain physical quantity.
+    """
+    import torch
+
+    wave_ = torch.from_numpy(np.asarray(audio, dtype=np.float32))
+    if len(wave_) < 2:
+        wave_ = torch.nn.functional.pad(wave_, (0, 2 - len(wave_)))
+    spec = torch.stft(wave_, N_FFT, HOP, window=torch.hann_window(N_FFT), center=True,
+                      return_complex=True).abs().pow(2)               # (freq, frames)
+    mel = (spec.T @ _mel_filters()).clamp_min(1e-10).log()
+    return mel[: mel_frames(len(audio))].numpy()
+
+
+@functools.lru_cache(maxsize=1)
+def _mel_filters():
+    """(201 frequencies, 80 mels) Slaney filters, built once per process."""
+    import torch
+    from transformers.audio_utils import mel_filter_bank
+
+    return torch.from_numpy(mel_filter_bank(
+        num_frequency_bins=N_FFT // 2 + 1, num_mel_filters=N_MELS, min_frequency=0.0,
+        max_frequency=SAMPLING_RATE / 2, sampling_rate=SAMPLING_RATE, norm="slaney",
+        mel_scale="slaney")).float()

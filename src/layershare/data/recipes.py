@@ -19,7 +19,7 @@ from typing import Callable
 
 from ..errors import LayershareError
 from ..outputs import check_out, describe
-from . import brown, espeak, libreoffice, librivox, local, wordnet
+from . import brown, debian, espeak, espeak_asr, libreoffice, librivox, local, wordnet
 from .fetch import say
 from .store import (check_ready, default_data_dir, new_partial, publish, read_manifest,
                     remove_stale_partials, write_manifest)
@@ -31,12 +31,13 @@ class Recipe:
     """One data set: how to build it (``None`` for the user's own files) and read it."""
 
     name: str
-    task: str                    # "lm", "translation", "classification" or "asr"
+    task: str                    # "lm", "translation", "summarisation", "classification", "asr"
     summary: str
     version: int = 0
     build: Callable[[Path, Path, bool], dict] | None = None
     read: Callable | None = None          # prepared dir (or, for local recipes, a config)
     train_texts: Callable | None = None   # prepared dir -> training texts for a tokenizer
+    options: tuple[str, ...] = ()         # build keywords a user may set (recorded in source)
 
     @property
     def fetched(self) -> bool:
@@ -50,12 +51,21 @@ def _english_test_paragraphs(data_dir: Path, progress: bool):
             recipe_dir(name, data_dir) / "manifest.json")
 
 
+def _libreoffice_splits(data_dir: Path, progress: bool):
+    """espeak-asr's text source: the prepared libreoffice-de-en splits, and its manifest."""
+    name = "libreoffice-de-en"
+    return load_splits(name, data_dir, progress), recipe_dir(name, data_dir) / "manifest.json"
+
+
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("brown", "lm", "Brown corpus, 500 documents of 1961 American English (npm)",
            brown.VERSION, brown.build, brown.read, brown.train_texts),
     Recipe("libreoffice-de-en", "translation",
            "LibreOffice help paragraphs, German -> English (Debian)",
            libreoffice.VERSION, libreoffice.build, libreoffice.read, libreoffice.train_texts),
+    Recipe("debian-summaries", "summarisation",
+           "Debian package long descriptions -> their synopsis (apt's English lists)",
+           debian.VERSION, debian.build, debian.read, debian.train_texts),
     Recipe("wordnet-supersense", "classification",
            "WordNet glosses -> 45 supersenses (Debian)",
            wordnet.VERSION, wordnet.build, wordnet.read, wordnet.train_texts),
@@ -63,6 +73,12 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            "LibreOffice help sentences (held-out files) spoken by espeak-ng, 16 kHz (Debian)",
            espeak.VERSION, functools.partial(espeak.build, load_source=_english_test_paragraphs),
            espeak.read, espeak.train_texts),
+    Recipe("espeak-asr", "asr",
+           "a speech-recognition training corpus: LibreOffice help and Bible sentences spoken "
+           "by espeak-ng in 6 accents, held-out text and voices for test (Debian)",
+           espeak_asr.VERSION, functools.partial(espeak_asr.build,
+                                                 load_source=_libreoffice_splits),
+           espeak_asr.read, espeak_asr.train_texts, options=("hours",)),
     Recipe("librivox", "asr", "5 real LibriVox clips of pocketsphinx-testdata, 16 kHz (Debian)",
            librivox.VERSION, librivox.build, librivox.read, librivox.train_texts),
     Recipe("text", "lm", "your own text files, one per split", read=local.load_text_splits),
@@ -93,7 +109,7 @@ def recipe_dir(name: str, data_dir: Path | None = None) -> Path:
 
 
 def prepare(name: str, data_dir: Path | None = None, progress: bool = True,
-            force: bool = False) -> Path:
+            force: bool = False, options: dict | None = None) -> Path:
     """Make ``DATA_DIR/NAME`` a complete, checksummed preparation; return its path.
 
     ``data_dir`` defaults to ``$LAYERSHARE_DATA`` or ``./data``. Needs the registries only
@@ -108,7 +124,13 @@ def prepare(name: str, data_dir: Path | None = None, progress: bool = True,
     if final.parent.exists() and not final.parent.is_dir():
         raise LayershareError(f"data directory {final.parent} is a file; choose another path")
     check_out(final, "data", flag="data directory")  # never replace what the user put there
-    reason = check_ready(final, name, recipe.version)
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    unknown = set(options) - set(recipe.options)
+    if unknown:
+        raise LayershareError(f"recipe {name!r} takes no option {sorted(unknown)[0]!r}"
+                              + (f"; it takes {', '.join(recipe.options)}" if recipe.options
+                                 else ""))
+    reason = check_ready(final, name, recipe.version) or _options_differ(final, options)
     if reason is None and not force:
         say(progress, f"{name}: ready in {final} (checksums verified)")
         return final
@@ -118,7 +140,7 @@ def prepare(name: str, data_dir: Path | None = None, progress: bool = True,
     partial = new_partial(final.parent, name)
     try:
         with tempfile.TemporaryDirectory(prefix=f"layershare-{name}-") as work:
-            result = recipe.build(partial, Path(work), progress)
+            result = recipe.build(partial, Path(work), progress, **options)
         write_manifest(partial, name, recipe.version, result["source"], result["counts"])
         if not force and check_ready(final, name, recipe.version) is None:
             say(progress, f"{name}: another process finished first; keeping its result")
@@ -132,6 +154,15 @@ def prepare(name: str, data_dir: Path | None = None, progress: bool = True,
     say(progress, f"{name}: done in {time.monotonic() - start:.1f} s; "
                   f"{summarize(read_manifest(final)['counts'])}")
     return final
+
+
+def _options_differ(final: Path, options: dict) -> str | None:
+    """Why a ready preparation does not fit the asked ``options`` (None if it does)."""
+    source = read_manifest(final).get("source", {})
+    for key, value in options.items():
+        if source.get(key) != value:
+            return f"prepared with {key}={source.get(key)!r}, asked for {value!r}"
+    return None
 
 
 def summarize(counts: dict) -> str:

@@ -156,3 +156,13 @@ def write_lines(path: Path, lines) -> int:
 def read_lines(path: Path) -> list[str]:
     """The lines of a prepared file, without their line ends."""
     return Path(path).read_text(encoding="utf-8").splitlines()
+
+
+def read_pairs(directory: Path, left: str, right: str) -> list[tuple[str, str]]:
+    """Line-aligned pairs from two prepared files (translation, summarisation), or a one-line
+    error when their lengths differ (an edited or truncated file would misalign every pair)."""
+    a, b = read_lines(Path(directory) / left), read_lines(Path(directory) / right)
+    if len(a) != len(b):
+        raise LayershareError(f"{directory}: {left} and {right} differ in length; prepare the "
+                              "recipe again")
+    return list(zip(a, b))

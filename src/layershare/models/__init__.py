@@ -2,7 +2,8 @@
 
 * :class:`DecoderLM` -- decoder-only LM with tied embeddings, KV-cached ``generate``;
 * :class:`Seq2Seq` -- encoder-decoder for translation, joint embeddings, greedy/beam ``translate``;
-* :class:`EncoderClassifier` -- encoder, mean or first-token pooling, linear head.
+* :class:`EncoderClassifier` -- encoder, mean or first-token pooling, linear head;
+* :class:`SpeechEncoder` -- log-mel frames, 4x convolutional subsampling, encoder, CTC head.
 
 Each class lists its layer stacks in ``layershare_stacks`` (what ``layershare.convert``
 rewrites) and describes itself through ``layershare_base()``, from which :func:`build_model`
@@ -20,9 +21,11 @@ from .blocks import KVCache, TransformerConfig
 from .classifier import EncoderClassifier, EncoderClassifierConfig
 from .decoder_lm import DecoderLM, DecoderLMConfig
 from .seq2seq import Seq2Seq, Seq2SeqConfig
+from .speech import SpeechEncoder, SpeechEncoderConfig
 
 MODELS = {"DecoderLM": (DecoderLM, DecoderLMConfig), "Seq2Seq": (Seq2Seq, Seq2SeqConfig),
-          "EncoderClassifier": (EncoderClassifier, EncoderClassifierConfig)}
+          "EncoderClassifier": (EncoderClassifier, EncoderClassifierConfig),
+          "SpeechEncoder": (SpeechEncoder, SpeechEncoderConfig)}
 
 
 def build_model(base: dict) -> nn.Module:
@@ -44,4 +47,5 @@ def build_model(base: dict) -> nn.Module:
 
 
 __all__ = ["build_model", "MODELS", "DecoderLM", "DecoderLMConfig", "Seq2Seq", "Seq2SeqConfig",
-           "EncoderClassifier", "EncoderClassifierConfig", "KVCache", "TransformerConfig"]
+           "EncoderClassifier", "EncoderClassifierConfig", "SpeechEncoder", "SpeechEncoderConfig",
+           "KVCache", "TransformerConfig"]

@@ -33,8 +33,9 @@ SHARE_METHODS = ("dense", "residual", "lowrank", "tied", "dlt")
 ARCHS = ("reference", "gpt2")
 SCHEDULES = ("cosine", "inverse-sqrt", "constant")
 TASKS = {"brown": "lm", "text": "lm", "libreoffice-de-en": "translation",
-         "parallel": "translation", "wordnet-supersense": "classification",
-         "classes": "classification", "espeak-en": "asr"}  # asr: distillation only
+         "parallel": "translation", "debian-summaries": "summarisation",
+         "wordnet-supersense": "classification",
+         "classes": "classification", "espeak-en": "asr", "espeak-asr": "asr"}
 
 
 def _f(default, help: str):
@@ -46,8 +47,10 @@ def _f(default, help: str):
 
 @dataclass
 class DataConfig:
-    name: str = _f("brown", "recipe: brown | libreoffice-de-en | wordnet-supersense | text | "
-                            "parallel | classes (your own label<TAB>text files)")
+    name: str = _f("brown", "recipe: brown | libreoffice-de-en | debian-summaries | "
+                            "wordnet-supersense | espeak-asr (speech, CTC) | text | parallel | "
+                            "classes (your own "
+                            "label<TAB>text files)")
     dir: str | None = _f(None, "where recipes are prepared (default $LAYERSHARE_DATA or ./data)")
     train: Any = _f(None, "own files only: train split (a path; for parallel [src, tgt] "
                           "or {src:, tgt:})")
@@ -61,9 +64,12 @@ class DataConfig:
 class ModelConfig:
     arch: str = _f("reference", "reference (layershare's own models) | gpt2 (LM only: a "
                                 "transformers GPT2LMHeadModel of these sizes, from scratch)")
-    layers: int = _f(4, "layers of the stack (for translation: of encoder and of decoder)")
-    encoder_layers: int | None = _f(None, "translation: encoder layers (default: layers)")
-    decoder_layers: int | None = _f(None, "translation: decoder layers (default: layers)")
+    layers: int = _f(4, "layers of the stack (translation, summarisation: of encoder and of "
+                        "decoder)")
+    encoder_layers: int | None = _f(None, "translation, summarisation: encoder layers "
+                                          "(default: layers)")
+    decoder_layers: int | None = _f(None, "translation, summarisation: decoder layers "
+                                          "(default: layers)")
     d_model: int = _f(128, "width of the residual stream")
     heads: int = _f(4, "attention heads")
     ffn: int | None = _f(None, "hidden width of the feed-forward (default 4 * d_model)")
@@ -71,6 +77,11 @@ class ModelConfig:
     pos: str = _f("learned", "positions: learned | rope")
     vocab_size: int = _f(8000, "tokenizer vocabulary size (BPE trained on the train split)")
     pool: str = _f("mean", "classification: mean | first")
+    conv_channels: int = _f(64, "asr: channels of the two subsampling convolutions")
+    init_from: str | None = _f(None, "a trained dense model to start from: a run directory "
+                                     "or its model/ checkpoint, of this config's shapes "
+                                     "(then share.init: mean transfers its weights, e.g. "
+                                     "LightFormer's SVD transfer at step 0)")
 
 
 @dataclass
@@ -79,8 +90,10 @@ class TrainConfig:
     batch_size: int = _f(32, "GLOBAL batch in sequences per step (split across DDP ranks "
                              "and accumulation micro-batches)")
     grad_accum: int = _f(1, "micro-batches per step on each rank")
-    seq_len: int = _f(128, "LM: tokens per sequence; translation/classification: longest "
-                           "sequence kept (longer ones are cut)")
+    seq_len: int = _f(128, "LM: tokens per sequence; translation/summarisation/"
+                           "classification: longest sequence kept (longer ones are cut)")
+    bucket_frames: int = _f(20000, "asr: padded input frames (10 ms each) per bucket of "
+                                   "similar-length utterances; batch_size counts buckets")
     lr: float = _f(1e-3, "peak learning rate")
     min_lr: float = _f(0.0, "cosine: final learning rate")
     warmup: int = _f(100, "linear warm-up steps")
@@ -89,7 +102,7 @@ class TrainConfig:
     beta1: float = _f(0.9, "AdamW beta1")
     beta2: float = _f(0.95, "AdamW beta2")
     grad_clip: float = _f(1.0, "clip the global gradient norm to this (0 = off)")
-    label_smoothing: float = _f(0.0, "translation: label smoothing")
+    label_smoothing: float = _f(0.0, "translation, summarisation: label smoothing")
     eval_every: int = _f(200, "steps between validation runs")
     eval_batches: int = _f(0, "validation batches per run (0 = the whole valid split)")
     save_every: int = _f(200, "steps between 'last' checkpoints (resume points)")
@@ -122,10 +135,12 @@ class ShareSection:
 @dataclass
 class EvalConfig:
     batch_size: int = _f(32, "sequences per evaluation batch")
-    beam_size: int = _f(4, "translation: beam size for test BLEU (1 = greedy)")
-    max_len: int = _f(0, "translation: longest output (0 = 2 * source length + 10)")
-    test_limit: int = _f(0, "translation: translate only the first N test pairs (0 = all; "
-                            "results.json says when it is set)")
+    beam_size: int = _f(4, "translation, summarisation: beam size for test BLEU / ROUGE "
+                           "(1 = greedy)")
+    max_len: int = _f(0, "translation, summarisation: longest output (0 = translation: "
+                         "2 * source length + 10; summarisation: longest training summary)")
+    test_limit: int = _f(0, "translation, summarisation: decode only the first N test pairs "
+                            "(0 = all; results.json says when it is set)")
 
 
 @dataclass
@@ -194,10 +209,11 @@ def check(cfg: RunConfig) -> RunConfig:
     if cfg.data.name not in TASKS:
         raise LayershareError(f"unknown data.name {cfg.data.name!r}; choose one of "
                               f"{', '.join(TASKS)}")
-    if cfg.task == "asr" and cfg.distill.student is None:
-        raise LayershareError(f"data.name {cfg.data.name} is speech: it distils a compressed "
-                              "Whisper (layershare distill STUDENT --teacher whisper-tiny-en "
-                              f"--data {cfg.data.name}); layershare train does not read it")
+    if cfg.task == "asr" and cfg.distill.student is None and cfg.data.name != "espeak-asr":
+        raise LayershareError(f"data.name {cfg.data.name} is a speech test set: train a "
+                              "recogniser on data.name=espeak-asr, or distil a compressed "
+                              "Whisper on it (layershare distill STUDENT --teacher "
+                              f"whisper-tiny-en --data {cfg.data.name})")
     if cfg.share.method not in SHARE_METHODS:
         raise LayershareError(f"unknown share.method {cfg.share.method!r}; choose one of "
                               f"{', '.join(SHARE_METHODS)}")
@@ -205,8 +221,9 @@ def check(cfg: RunConfig) -> RunConfig:
         raise LayershareError(f"unknown train.schedule {cfg.train.schedule!r}; choose one of "
                               f"{', '.join(SCHEDULES)}")
     for section, names in (("train", ("steps", "batch_size", "grad_accum", "seq_len",
-                                      "eval_every", "save_every", "log_every")),
-                           ("model", ("layers", "d_model", "heads", "vocab_size")),
+                                      "eval_every", "save_every", "log_every", "bucket_frames")),
+                           ("model", ("layers", "d_model", "heads", "vocab_size",
+                                      "conv_channels")),
                            ("share", ("group_size",)),  # rank: checked per method by ShareConfig
                            ("eval", ("batch_size", "beam_size"))):
         for name in names:
@@ -274,9 +291,9 @@ def _check_model_and_dlt(cfg: RunConfig) -> None:
             raise LayershareError("dlt.* keys are set but share.method is "
                                   f"{cfg.share.method!r}: use share.method=dlt")
         return
-    if cfg.task == "translation":
+    if cfg.task in ("translation", "summarisation"):
         raise LayershareError("share.method=dlt ties one layer stack: it supports the lm and "
-                              "classification tasks, not translation (encoder + decoder)")
+                              f"classification tasks, not {cfg.task} (encoder + decoder)")
     if type(cfg.dlt.target_network) is not bool:
         raise LayershareError(f"dlt.target_network must be true or false, "
                               f"got {cfg.dlt.target_network!r}")

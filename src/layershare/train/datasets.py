@@ -64,7 +64,7 @@ def train_texts(cfg: RunConfig, splits: dict) -> list[str]:
     rows = splits["train"]
     if cfg.task == "lm":
         return rows
-    if cfg.task == "translation":
+    if cfg.task in ("translation", "summarisation"):
         return [s for s, _ in rows] + [t for _, t in rows]
     return [text for _, text in rows]
 
@@ -111,6 +111,12 @@ def labels_for(cfg: RunConfig, splits: dict, out: Path) -> list[str] | None:
 def build_task(cfg: RunConfig, out: Path, progress: bool = True, setup: bool = True) -> Task:
     """The run's task with tokenized splits. ``setup=False`` (DDP ranks other than 0, after
     rank 0 did it) only reads what rank 0 prepared and wrote."""
+    if cfg.task == "asr":  # characters, no tokenizer to train
+        from .asr import ASRTask, asr_splits, write_char_table
+
+        splits = asr_splits(cfg, progress and setup)
+        write_char_table(out)
+        return ASRTask(cfg, None, splits)
     splits = read_splits(cfg, progress and setup)
     if not setup and not (out / TOKENIZER).is_file():
         raise LayershareError(f"{out / TOKENIZER} missing after rank 0 set the run up")

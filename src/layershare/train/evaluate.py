@@ -1,4 +1,4 @@
-"""Test-time figures: perplexity, sacreBLEU, accuracy; and the decoding the CLI uses.
+"""Test-time figures: perplexity, sacreBLEU, ROUGE, accuracy; and the decoding the CLI uses.
 
 * LM: token-level perplexity over the whole split (every token predicted exactly once, see
   ``LMTask.eval_batches``), ``exp(total NLL / tokens)``;
@@ -6,6 +6,9 @@
   ``corpus_bleu`` against the raw references (the standard 13a tokenization, so figures
   are comparable with published ones on the same data); ``OUT/SPLIT.hyp`` and
   ``OUT/SPLIT.ref`` hold one sentence a line, beside the score;
+* summarisation: the same beam search, stopped at the task's longest training summary,
+  scored by ROUGE-1/2/L F1 (``rouge-score``, mean over pairs x 100; evaluate/rouge.py),
+  with the same ``SPLIT.hyp`` / ``SPLIT.ref`` files;
 * classification: accuracy (and loss).
 
 Tokenizer ids count as BPE tokens, not words: perplexities of runs with different
@@ -22,6 +25,7 @@ from pathlib import Path
 import torch
 
 from ..data import EOS_ID, PAD_ID
+from ..evaluate.rouge import rouge
 from .tasks import Task, pad
 
 
@@ -67,12 +71,17 @@ def bleu(hyps: list[str], refs: list[str]) -> float:
 
 def split_metrics(task: Task, model, split: str, device, out: Path | None = None,
                   autocast=nullcontext, raw_rows: list | None = None) -> dict:
-    """``{split}_loss`` and ``{split}_ppl`` | ``{split}_bleu`` | ``{split}_acc`` over a split.
+    """``{split}_loss`` and ``{split}_ppl`` | ``{split}_bleu`` | ``{split}_rouge1/2/L`` |
+    ``{split}_acc`` over a split.
 
-    For translation ``raw_rows`` are the split's (source, reference) strings (references
-    are scored untokenized); hypotheses and references go to ``out/SPLIT.hyp|ref``.
+    For translation and summarisation ``raw_rows`` are the split's (source, reference)
+    strings (references are scored untokenized); hypotheses and references go to
+    ``out/SPLIT.hyp|ref``.
     """
     cfg = task.cfg
+    if task.kind == "asr":
+        from .asr import asr_test_metrics
+        return asr_test_metrics(task, model, device, out, autocast)
     figures = task.evaluate(model, split, device, autocast)
     result = {f"{split}_loss": figures["loss"]}
     if task.kind == "classification":
@@ -83,18 +92,23 @@ def split_metrics(task: Task, model, split: str, device, out: Path | None = None
         result[f"{split}_tokens"] = figures["targets"]
         return result
     rows = raw_rows if raw_rows is not None else task.raw[split]
+    metric = "rouge" if task.kind == "summarisation" else "bleu"
     if cfg.eval.test_limit:
         rows = rows[:cfg.eval.test_limit]
-        result[f"{split}_bleu_pairs_limited_to"] = cfg.eval.test_limit
+        result[f"{split}_{metric}_pairs_limited_to"] = cfg.eval.test_limit
     start = time.perf_counter()  # decoding speed (LightFormer's claim); strings out = synced
     hyps = translate_lines(model, task.tok, [s for s, _ in rows], device, cfg.eval.beam_size,
-                           cfg.eval.max_len, cfg.eval.batch_size, cfg.train.seq_len, autocast)
+                           cfg.eval.max_len or task.decode_max_len, cfg.eval.batch_size,
+                           cfg.train.seq_len, autocast)
     result[f"{split}_decode_s"] = time.perf_counter() - start
     result[f"{split}_decode_sentences_per_s"] = len(rows) / result[f"{split}_decode_s"]
     refs = [t for _, t in rows]
     if out is not None:
         (Path(out) / f"{split}.hyp").write_text("".join(h.replace("\n", " ") + "\n" for h in hyps))
         (Path(out) / f"{split}.ref").write_text("".join(r.replace("\n", " ") + "\n" for r in refs))
-    result[f"{split}_bleu"] = bleu(hyps, refs)
+    if metric == "rouge":
+        result.update({f"{split}_{name}": value for name, value in rouge(hyps, refs).items()})
+    else:
+        result[f"{split}_bleu"] = bleu(hyps, refs)
     result[f"{split}_pairs"] = len(rows)
     return result

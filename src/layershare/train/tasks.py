@@ -1,4 +1,4 @@
-"""The three tasks: their data (tokenized once), batches, model and losses.
+"""The four tasks: their data (tokenized once), batches, model and losses.
 
 Every batch is a pure function of (split, sample indices), and the training sample indices
 of a step are a pure function of (seed, step) (:class:`Order`), so a resumed run or a
@@ -7,6 +7,7 @@ DDP rank sees exactly the samples an uninterrupted single-process run would.
 * ``lm``: the training sentences, each followed by ``</s>``, concatenated into one token
   stream cut into windows of ``seq_len + 1`` (nanoGPT's layout; no padding anywhere).
 * ``translation``: source ``x </s>``, target ``<s> y </s>``, padded per batch.
+* ``summarisation``: translation's batches and model, body -> synopsis, scored by ROUGE.
 * ``classification``: text ids (cut at ``seq_len``), padded per batch, and a label id.
 """
 
@@ -19,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ..data import BOS_ID, EOS_ID, PAD_ID
+from ..evaluate.rouge import require_rouge
 from ..models import (
     DecoderLM,
     DecoderLMConfig,
@@ -58,6 +60,7 @@ class Task:
     """Base: ``items[split]`` are samples; subclasses say how to batch and score them."""
 
     kind = ""
+    best_metric = ("loss", "min")  # the valid figure that picks checkpoints/best
 
     def __init__(self, cfg: RunConfig, tok, splits: dict, labels: list[str] | None = None):
         self.cfg, self.tok, self.labels, self.raw = cfg, tok, labels, splits
@@ -163,6 +166,7 @@ class LMTask(Task):
 
 class TranslationTask(Task):
     kind = "translation"
+    decode_max_len = 0  # test-time decoding: 0 = the model's rule, 2 * source length + 10
 
     def prepare(self, split, pairs):
         L = self.cfg.train.seq_len
@@ -190,8 +194,25 @@ class TranslationTask(Task):
                                      bos_id=BOS_ID, eos_id=EOS_ID))
 
 
+class SummarisationTask(TranslationTask):
+    """Long text -> its summary (``debian-summaries``: package description -> synopsis) on
+    translation's Seq2Seq model, batches and loss; sources longer than ``train.seq_len``
+    tokens are cut, like translation's (a description's first sentences carry its synopsis).
+    At test time beam search is scored by ROUGE (train/evaluate.py), and decoding stops at
+    the longest training summary: a summary is much shorter than its source, so translation's
+    ``2 * source + 10`` would only let an unconverged model babble for hundreds of steps."""
+
+    kind = "summarisation"
+
+    def __init__(self, cfg: RunConfig, tok, splits: dict, labels: list[str] | None = None):
+        require_rouge()  # a missing rouge-score fails here, not after the training
+        super().__init__(cfg, tok, splits, labels)
+        self.decode_max_len = max(len(t) - 1 for _, t in self.items["train"])  # no <s>
+
+
 class ClassificationTask(Task):
     kind = "classification"
+    best_metric = ("acc", "max")
 
     def prepare(self, split, rows):
         index = {name: i for i, name in enumerate(self.labels)}
@@ -255,4 +276,4 @@ def to_device(batch: dict, device) -> dict:
 
 
 TASK_CLASSES = {"lm": LMTask, "translation": TranslationTask,
-                "classification": ClassificationTask}
+                "summarisation": SummarisationTask, "classification": ClassificationTask}

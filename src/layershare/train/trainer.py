@@ -138,6 +138,9 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         if info is None:
             model = self.task.build_model()
+            if cfg.model.init_from:
+                load_dense_weights(model, cfg.model.init_from)
+                same_tokenizer(Path(cfg.model.init_from).expanduser(), self.out)
             if cfg.share.method not in ("dense", "dlt") and cfg.share.transfer_at_step == 0:
                 share(model, cfg)
             self.step, self.best, self.history = 0, None, []
@@ -217,17 +220,19 @@ class Trainer:
         """Rank 0: valid figures; a better one becomes ``checkpoints/best``."""
         if not self.d.main:
             return
-        cls = self.task.kind == "classification"
+        metric, direction = self.task.best_metric
         fig = self.task.evaluate(self.plain, "valid", self.device, self.autocast,
                                  self.cfg.train.eval_batches)
-        value = fig["acc"] if cls else fig["loss"]
-        log.log(self.step, "valid", **{k: v for k, v in fig.items() if k != "targets"})
+        fig = {k: v for k, v in fig.items() if k != "targets" and isinstance(v, (int, float))}
+        value = fig[metric]
+        log.log(self.step, "valid", **fig)
         self.history.append([self.step, value])
-        if self.best is None or (value > self.best["value"] if cls else value < self.best["value"]):
-            self.best = {"step": self.step, "value": value, "metric": "acc" if cls else "loss"}
+        better = self.best is None or (value > self.best["value"] if direction == "max"
+                                       else value < self.best["value"])
+        if better:
+            self.best = {"step": self.step, "value": value, "metric": metric}
             save_checkpoint(self.out, "best", self.plain, self.best, self.d)
-        self.say(f"step {self.step}: valid " + ", ".join(f"{k} {v:.4g}" for k, v in fig.items()
-                                                         if k != "targets"))
+        self.say(f"step {self.step}: valid " + ", ".join(f"{k} {v:.4g}" for k, v in fig.items()))
 
     def checkpoint(self) -> None:
         info = {"step": self.step, "best": self.best, "history": self.history,
@@ -347,8 +352,43 @@ class Trainer:
         return {k: v for k, v in earlier.items() if k.startswith("final_")}
 
 
+def load_dense_weights(model: nn.Module, source: str) -> None:
+    """Copy a trained dense model's weights into the fresh ``model`` (``model.init_from``):
+    a run directory (its ``model/``) or a layershare checkpoint of the same class and shapes."""
+    from ..checkpoint import load as load_checkpoint
+
+    path = Path(source).expanduser()
+    path = path / "model" if (path / "model" / "layershare.json").is_file() else path
+    if not (path / "layershare.json").is_file():
+        raise LayershareError(f"model.init_from: {source} is not a run directory or a "
+                              "layershare checkpoint")
+    trained = load_checkpoint(path)
+    if getattr(trained, "layershare_config", None) is not None:
+        raise LayershareError(f"model.init_from: {source} shares weights; start from a dense "
+                              "model (or merge it first: layershare merge)")
+    if type(trained) is not type(model):
+        raise LayershareError(f"model.init_from: {source} is a {type(trained).__name__}, this "
+                              f"run builds a {type(model).__name__}")
+    theirs, ours = trained.state_dict(), model.state_dict()
+    mismatch = sorted(k for k in ours if k not in theirs or theirs[k].shape != ours[k].shape)
+    if mismatch or set(theirs) - set(ours):
+        name = (mismatch or sorted(set(theirs) - set(ours)))[0]
+        raise LayershareError(f"model.init_from: {source} does not fit this config's model "
+                              f"(first difference: {name})")
+    model.load_state_dict(theirs)
+
+
+def same_tokenizer(source: Path, out: Path) -> None:
+    """A run started from another run's weights must read text with its tokenizer."""
+    theirs, ours = source / TOKENIZER, out / TOKENIZER
+    if theirs.is_file() and ours.is_file() and theirs.read_bytes() != ours.read_bytes():
+        raise LayershareError(f"model.init_from: {source} was trained with another tokenizer "
+                              f"than this run's {ours}; use the same data and vocab_size")
+
+
 def summary(r: dict) -> str:
-    score = next((f"{k} {r[k]:.4g}" for k in ("test_ppl", "test_bleu", "test_acc") if k in r), "")
+    score = next((f"{k} {r[k]:.4g}" for k in ("test_wer", "test_ppl", "test_bleu", "test_acc")
+                  if k in r), "")
     return (f"{r['method']}: {r['unique_params']:,} params ({r['layer_params']:,} in layers, "
             f"{r['compression']:.2f}x), {score}, {r['train_tokens_per_s']:,.0f} tokens/s")
 

@@ -1,0 +1,279 @@
+"""Speech recognisers trained from scratch: ResidualTransformer against its honest baselines.
+
+    OMP_NUM_THREADS=1 python benchmarks/speech_scratch.py run dense12 residual --root runs/asr
+    python benchmarks/speech_scratch.py report --root runs/asr --out benchmarks/results
+
+``run`` trains each named variant in turn: first the learning-rate sweep (the three values
+of ``LRS``, each for a fifth of the steps with the schedule scaled to match, scored by the
+valid CTC loss of its last evaluation: a fifth of the way in, a recogniser's WER can still
+be ~100% at every rate, where the loss already ranks them), then the full run at the
+sweep's best rate. Every run
+is an ordinary ``layershare train`` into ``ROOT/sweep/NAME-lrX`` or ``ROOT/NAME``, so
+running the same command again resumes where it stopped. Every variant sees the same data,
+the same buckets in the same order, the same steps and schedule; only the model and the
+rate differ.
+
+``report`` writes ``speech-scratch.md`` (table), ``speech-scratch.json``,
+``speech-scratch-pareto.png`` (test WER against encoder-layer bytes) and
+``speech-scratch-curves.png`` (valid WER against frames seen).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+LRS = (7e-4, 1.5e-3, 3e-3)
+SWEEP_FRACTION = 5
+# name -> (config, --set overrides, label)
+VARIANTS = {
+    "dense12": ("asr-espeak-dense.yaml", [], "dense 12 layers"),
+    "residual": ("asr-espeak-residual.yaml", [], "residual K=4 r=4 + diag"),
+    "res-shared": ("asr-espeak-residual.yaml", ["share.rank=0", "share.diag=false"],
+                   "residual: shared only"),
+    "res-shared-diag": ("asr-espeak-residual.yaml", ["share.rank=0"], "residual: shared + diag"),
+    "res-shared-lowrank": ("asr-espeak-residual.yaml", ["share.diag=false"],
+                           "residual: shared + low rank"),
+    "dense4": ("asr-espeak-dense-4l.yaml", [], "dense 4 layers"),
+    "narrow12": ("asr-espeak-dense-narrow.yaml", [], "dense 12 narrow (d=54)"),
+    "tied2": ("asr-espeak-tied.yaml", [], "tied K=2 (6 blocks x 2)"),
+    "dense6": ("asr-espeak-dense-6l.yaml", [], "dense 6 layers"),
+}
+
+
+def config_steps(config: str) -> dict:
+    import yaml
+
+    train = yaml.safe_load((CONFIGS / config).read_text())["train"]
+    return {k: train[k] for k in ("steps", "warmup", "eval_every", "save_every")}
+
+
+def train(config: str, overrides: list[str], out: Path, extra: list[str]) -> dict:
+    """One ``layershare train`` (resumed if ``out`` holds an earlier start); its results."""
+    argv = [sys.executable, "-m", "layershare.cli", "train", "--config", str(CONFIGS / config),
+            "--out", str(out), "--quiet"]
+    for item in overrides + extra:
+        argv += ["--set", item]
+    print(" ".join(argv[2:]), flush=True)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    subprocess.run(argv, check=True, env=env)
+    return json.loads((out / "results.json").read_text())
+
+
+def sweep(name: str, root: Path, extra: list[str]) -> float:
+    """The rate of ``LRS`` whose short run ends with the lowest valid loss."""
+    config, overrides, _ = VARIANTS[name]
+    s = {k: max(v // SWEEP_FRACTION, 1) for k, v in config_steps(config).items()}
+    short = [f"train.steps={s['steps']}", f"train.warmup={s['warmup']}",
+             f"train.eval_every={s['steps'] // 2}", f"train.save_every={s['save_every']}"]
+    scores = {}
+    for lr in LRS:
+        train(config, overrides, root / "sweep" / f"{name}-lr{lr:g}",
+              short + [f"train.lr={lr}"] + extra)
+        scores[lr] = last_valid(root / "sweep" / f"{name}-lr{lr:g}", "loss")
+    best = min(scores, key=scores.get)
+    (root / "sweep" / f"{name}.json").write_text(json.dumps(
+        {"valid_loss_by_lr": {f"{k:g}": v for k, v in scores.items()}, "best": best,
+         "valid_wer_by_lr": {f"{k:g}": last_valid(root / "sweep" / f"{name}-lr{k:g}")
+                             for k in scores}}, indent=1) + "\n")
+    print(f"{name}: valid loss by lr {scores}; using {best:g}", flush=True)
+    return best
+
+
+def last_valid(run: Path, metric: str = "wer") -> float:
+    """``metric`` at the run's last valid evaluation (metrics.jsonl)."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    valid = [r for r in rows if r.get("split") == "valid"]
+    return float(valid[-1][metric])
+
+
+def cmd_run(args) -> None:
+    for name in args.variants:
+        if name not in VARIANTS:
+            raise SystemExit(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+    root = Path(args.root)
+    root.mkdir(parents=True, exist_ok=True)
+    extra = [f"data.dir={args.data_dir}"] if args.data_dir else []
+    for name in args.variants:
+        config, overrides, _ = VARIANTS[name]
+        lr = args.lr if args.lr else sweep(name, root, extra)
+        train(config, overrides, root / name, [f"train.lr={lr}"] + extra)
+
+
+# -- measuring and reporting ----------------------------------------------------------------
+def cmd_measure(args) -> None:
+    """One model, one precision, in its own process (so its peak RSS is its own): load it,
+    decode the test sets with one thread, print one JSON line."""
+    import resource
+    import time
+
+    import torch
+
+    from layershare.deploy.int8 import fp32_bytes, int8_bytes, quantize_int8_
+    from layershare.evaluate.ctc import evaluate_ctc, load_ctc_model, speech_sets
+
+    torch.set_num_threads(1)
+    sets = {}
+    for name in ("espeak-asr", "librivox"):
+        sets.update(speech_sets(name, Path(args.data_dir) if args.data_dir else None, False))
+    start = time.perf_counter()
+    model = load_ctc_model(args.run)
+    load_s = time.perf_counter() - start
+    layers = model.encoder.layers
+    out = {"run": args.run, "precision": args.precision, "load_s": round(load_s, 3),
+           "layer_bytes_fp32": fp32_bytes(layers), "layer_bytes_int8": int8_bytes(layers),
+           "model_bytes_fp32": fp32_bytes(model), "model_bytes_int8": int8_bytes(model)}
+    if args.precision == "int8":
+        quantize_int8_(model)
+    for name, utterances in sets.items():
+        r = evaluate_ctc(model, utterances)
+        out[name] = {k: r[k] for k in ("wer", "words", "utterances", "audio_seconds",
+                                         "decode_seconds", "real_time_factor")}
+    out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(out), flush=True)
+
+
+def convergence(run: Path) -> dict:
+    """Valid WER at the evaluation nearest 80% of the steps and the best after it:
+    converged when the last 20% improved it by less than 2% (relative)."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    valid = [(r["step"], r["wer"]) for r in rows if r.get("split") == "valid"]
+    last = valid[-1][0]
+    at80 = min(valid, key=lambda v: abs(v[0] - 0.8 * last))
+    after = min(w for s, w in valid if s >= at80[0])
+    gain = (at80[1] - after) / max(at80[1], 1e-9)
+    return {"valid_wer_at_80pct": at80[1], "valid_wer_best_after": after,
+            "last_20pct_gain": round(gain, 4), "converged": gain < 0.02,
+            "curve": valid}
+
+
+def cmd_report(args) -> None:
+    root, out = Path(args.root), Path(args.out)
+    rows = []
+    for name, (_, _, label) in VARIANTS.items():
+        run = root / name
+        if not (run / "results.json").is_file():
+            continue
+        results = json.loads((run / "results.json").read_text())
+        sweep_file = root / "sweep" / f"{name}.json"
+        row = {"name": name, "label": label, "results": {
+                   k: results[k] for k in ("layer_params", "unique_params", "train_tokens",
+                                           "train_time_s", "steps", "best_valid")},
+               "sweep": json.loads(sweep_file.read_text()) if sweep_file.is_file() else None,
+               "convergence": convergence(run), "lr": config_lr(run)}
+        for precision in ("fp32", "int8"):
+            argv = [sys.executable, __file__, "measure", str(run / "model"), "--precision",
+                    precision] + (["--data-dir", args.data_dir] if args.data_dir else [])
+            if args.wrap:
+                argv = [args.wrap] + argv
+            proc = subprocess.run(argv, capture_output=True, text=True, check=True,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
+            row[precision] = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(name, precision, {k: v["wer"] for k, v in row[precision].items()
+                                    if isinstance(v, dict)}, flush=True)
+        rows.append(row)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "speech-scratch.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (out / "speech-scratch-table.md").write_text(table(rows))
+    plots(rows, out)
+    print(table(rows))
+
+
+def config_lr(run: Path) -> float:
+    import yaml
+    return float(yaml.safe_load((run / "config.yaml").read_text())["train"]["lr"])
+
+
+def table(rows: list[dict]) -> str:
+    dense = next((r for r in rows if r["name"] == "dense12"), None)
+    lines = ["| model | enc.-layer params | x fewer | layer MB fp32 / int8 | test WER % fp32 (int8) "
+             "| test-voices WER % | LibriVox WER % | lr | frames seen | train min | RTF 1 thread "
+             "| peak RSS MiB | converged |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        f, q, res = r["fp32"], r["int8"], r["results"]
+        ratio = dense["results"]["layer_params"] / res["layer_params"] if dense else float("nan")
+        c = r["convergence"]
+        lines.append(
+            f"| {r['label']} | {res['layer_params']:,} | {ratio:.2f}x | "
+            f"{f['layer_bytes_fp32'] / 1e6:.2f} / {f['layer_bytes_int8'] / 1e6:.2f} | "
+            f"{f['espeak-asr/test']['wer']:.2f} ({q['espeak-asr/test']['wer']:.2f}) | "
+            f"{f['espeak-asr/test-voices']['wer']:.2f} ({q['espeak-asr/test-voices']['wer']:.2f}) | "
+            f"{f['librivox']['wer']:.1f} | {r['lr']:g} | {res['train_tokens'] / 1e6:.1f}M | "
+            f"{res['train_time_s'] / 60:.0f} | {f['espeak-asr/test']['real_time_factor']:.4f} | "
+            f"{f['peak_rss_bytes'] / 2**20:.0f} | "
+            f"{'yes' if c['converged'] else 'still improving'} "
+            f"({100 * c['last_20pct_gain']:.1f}% in the last 20%) |")
+    return "\n".join(lines) + "\n"
+
+
+def plots(rows: list[dict], out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for precision, marker in (("fp32", "o"), ("int8", "s")):
+        xs = [r[precision][f"layer_bytes_{precision}"] / 1e6 for r in rows]
+        ys = [r[precision]["espeak-asr/test"]["wer"] for r in rows]
+        ax.scatter(xs, ys, marker=marker, label=f"{precision} weights", zorder=3)
+        if precision == "fp32":
+            for r, x, y in zip(rows, xs, ys):
+                ax.annotate(r["label"], (x, y), textcoords="offset points", xytext=(6, 4),
+                            fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("encoder-layer bytes (MB, log scale)")
+    ax.set_ylabel("test WER % (espeak-asr test, training voices)")
+    ax.set_title("Speech recognisers trained from scratch: WER against bytes")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "speech-scratch-pareto.png", dpi=130)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in rows:
+        per_step = r["results"]["train_tokens"] / r["results"]["steps"]
+        steps, wers = zip(*r["convergence"]["curve"])
+        ax.plot([s * per_step / 1e6 for s in steps], wers, marker=".", label=r["label"])
+    ax.set_xlabel("input frames seen (millions, 10 ms each)")
+    ax.set_ylabel("valid WER % (fixed 12-bucket subset)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "speech-scratch-curves.png", dpi=130)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="sweep the rate, then train, each variant in turn")
+    r.add_argument("variants", nargs="+", help=", ".join(VARIANTS))
+    r.add_argument("--root", default="runs/asr")
+    r.add_argument("--data-dir", default=None, help="where espeak-asr is prepared")
+    r.add_argument("--lr", type=float, default=None, help="skip the sweep, use this rate")
+    r.set_defaults(func=cmd_run)
+    m = sub.add_parser("measure", help="(internal) WER, RTF and peak memory of one model")
+    m.add_argument("run")
+    m.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
+    m.add_argument("--data-dir", default=None)
+    m.set_defaults(func=cmd_measure)
+    q = sub.add_parser("report", help="measure every finished run; table and plots")
+    q.add_argument("--root", default="runs/asr")
+    q.add_argument("--out", default="benchmarks/results")
+    q.add_argument("--data-dir", default=None)
+    q.add_argument("--wrap", default=None, help="run each measurement under this (quiet.sh)")
+    q.set_defaults(func=cmd_report)
+    args = p.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
