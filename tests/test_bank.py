@@ -70,7 +70,7 @@ def test_shared_gradient_is_the_sum_over_its_layers_when_batched():
     model = _residual("sequence", 2)
     assert bank.is_batched(model)
     x = torch.randint(VOCAB, (2, 8), generator=torch.Generator().manual_seed(1))
-    dense = layershare.merge(model)  # a copy: GPT-2 Conv1D weights (in x out) = W_l^T
+    dense = layershare.merge(model, inplace=False)  # GPT-2 Conv1D weights (in x out) = W_l^T
     _, grads = _grads(model, x)
     _grads(dense, x)
     for group in ((0, 1), (2, 3)):
