@@ -64,17 +64,26 @@ def test_batched_equals_per_layer_outputs_and_gradients(strategy, group_size):
 
 
 def test_shared_gradient_is_the_sum_over_its_layers_when_batched():
+    """dL/dS = dL/dW_0 + dL/dW_1 for a group of two layers, and dL/dd_l is the diagonal of
+    dL/dW_l. dL/dW_l is read off the merged dense model (same weights W_l, same dropout
+    masks), whose layers hold separate weights."""
     model = _residual("sequence", 2)
+    assert bank.is_batched(model)
     x = torch.randint(VOCAB, (2, 8), generator=torch.Generator().manual_seed(1))
+    dense = layershare.merge(model, inplace=False)  # GPT-2 Conv1D weights (in x out) = W_l^T
     _, grads = _grads(model, x)
-    layers = model.transformer.h
-    shared = layers[0].mlp.c_fc.shared
-    assert shared is layers[1].mlp.c_fc.shared
-    # the gradient of S is dL/dW_0 + dL/dW_1; dL/dW_l is what diag's gradient reads
-    for l in (0, 1):
-        d = layers[l].mlp.c_fc.diag.grad
-        assert d.abs().sum() > 0
-    assert torch.count_nonzero(shared.grad) > 0
+    _grads(dense, x)
+    for group in ((0, 1), (2, 3)):
+        for kind in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
+            layers = [model.transformer.h[l].get_submodule(kind) for l in group]
+            assert layers[0].shared is layers[1].shared
+            per_layer = [dense.transformer.h[l].get_submodule(kind).weight.grad.T for l in group]
+            assert all(g.abs().sum() > 0 for g in per_layer)
+            torch.testing.assert_close(layers[0].shared.grad, per_layer[0] + per_layer[1],
+                                       rtol=1e-5, atol=1e-6, msg=f"{kind} of layers {group}")
+            for layer, g in zip(layers, per_layer):
+                torch.testing.assert_close(layer.diag.grad, torch.diagonal(g), rtol=1e-5,
+                                           atol=1e-6, msg=f"{kind}.diag of layers {group}")
 
 
 def test_grad_accumulation_and_repeated_forwards():

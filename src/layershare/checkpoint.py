@@ -36,6 +36,7 @@ from torch import nn
 from .config import ShareConfig
 from .errors import LayershareError, first_line
 from .outputs import atomic_directory, check_out
+from .paths import file_inside
 from .surgery import convert
 
 __all__ = ["save", "load", "load_structure", "read_meta", "atomic_directory", "unique_state"]
@@ -110,8 +111,10 @@ def read_meta(directory: str | os.PathLike) -> dict:
     path = Path(directory)
     if not path.is_dir():
         raise LayershareError(f"{path}: no such checkpoint directory")
-    try:
-        meta = json.loads((path / META).read_text(encoding="utf-8"))
+    if not (path / META).exists() and not (path / META).is_symlink():
+        raise LayershareError(f"{path}: not a layershare checkpoint (no {META})")
+    try:  # the loader gate's rule: a regular file inside the directory (never a FIFO)
+        meta = json.loads(file_inside(path, META).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise LayershareError(f"{path}: not a layershare checkpoint (no {META})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -174,8 +177,11 @@ def build_base(directory: Path, base: dict) -> nn.Module:
         cls = getattr(transformers, str(base.get("class")), None)
         if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
             raise LayershareError(f"{directory}: unknown transformers class {base.get('class')!r}")
+        from .formats.gate import NO_REMOTE_CODE, check_config, no_prompt
+        check_config(directory)  # the loader gate: no custom code, sane head counts
         try:
-            config = transformers.AutoConfig.from_pretrained(directory, trust_remote_code=False)
+            with no_prompt():
+                config = transformers.AutoConfig.from_pretrained(directory, **NO_REMOTE_CODE)
         except (OSError, ValueError, KeyError) as exc:
             raise LayershareError(f"{directory}/config.json: cannot be read "
                                   f"({first_line(exc)})") from None
@@ -190,13 +196,23 @@ def build_base(directory: Path, base: dict) -> nn.Module:
                           "pass the dense model: load(directory, model=...)")
 
 
+def _weights(directory: Path) -> Path:
+    """``model.safetensors`` of ``directory``, through the loader gate's rule: a regular file
+    inside the directory (a symlink out of it, a FIFO or a device is refused in one line)."""
+    if not (directory / WEIGHTS).exists() and not (directory / WEIGHTS).is_symlink():
+        raise FileNotFoundError(directory / WEIGHTS)  # "WEIGHTS is missing", as before
+    return file_inside(directory, WEIGHTS, "weights")
+
+
 def _stored_shapes(directory: Path) -> dict[str, tuple[int, ...]]:
     """Name -> shape of every stored tensor, from the safetensors header (no data read)."""
     try:
-        with safe_open(directory / WEIGHTS, "pt") as f:
+        with safe_open(_weights(directory), "pt") as f:
             return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
     except FileNotFoundError:
         raise LayershareError(f"{directory}: {WEIGHTS} is missing") from None
+    except LayershareError:
+        raise
     except (SafetensorError, OSError, ValueError) as exc:
         raise LayershareError(f"{directory / WEIGHTS}: corrupted or truncated ({exc})") from None
 
@@ -279,11 +295,13 @@ def _read_tensors(directory: Path) -> dict[str, torch.Tensor]:
     backend where it has one, so no file mapping outlives the load or doubles the RSS."""
     try:
         try:
-            return load_file(directory / WEIGHTS, backend="pread")
+            return load_file(_weights(directory), backend="pread")
         except TypeError:  # safetensors < 0.8: no backend argument
-            return load_file(directory / WEIGHTS)
+            return load_file(_weights(directory))
     except FileNotFoundError:
         raise LayershareError(f"{directory}: {WEIGHTS} is missing") from None
+    except LayershareError:
+        raise
     except (SafetensorError, OSError, ValueError) as exc:
         raise LayershareError(f"{directory / WEIGHTS}: corrupted or truncated ({exc})") from None
 

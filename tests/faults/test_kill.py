@@ -35,7 +35,9 @@ def _timed(argv, cwd) -> float:
     return time.monotonic() - start
 
 
-def _kill_at(argv, cwd, seconds: float) -> None:
+def _kill_at(argv, cwd, seconds: float) -> bool:
+    """Run ``argv``, SIGKILL it after ``seconds``; True if the kill landed (the process was
+    still running), False if it had finished by then."""
     proc = _popen(argv, cwd)
     try:
         proc.wait(timeout=seconds)
@@ -43,6 +45,7 @@ def _kill_at(argv, cwd, seconds: float) -> None:
         proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc.stderr.close()
+    return proc.returncode == -signal.SIGKILL
 
 
 def _hidden(directory):
@@ -55,14 +58,16 @@ def test_kill_convert_at_random_points(tmp_path, gpt2_src, cli):
     full = _timed(argv, tmp_path)
     reference = layershare.count(layershare.load(out)).unique_params
     rng = random.Random(13)
+    killed = 0
     for point in sorted(rng.uniform(0.5, 1.0) * full for _ in range(3)):
-        _kill_at(argv, tmp_path, point)
+        killed += _kill_at(argv, tmp_path, point)
         if out.exists():  # complete: the earlier output or the new one, never half of one
             assert layershare.count(layershare.load(out)).unique_params == reference
         rc, err = cli(argv)  # the re-run (in this process: no second interpreter start-up)
         assert rc == 0, err
         assert _hidden(tmp_path) == []
         assert layershare.count(layershare.load(out)).unique_params == reference
+    assert killed, "every run finished before its kill point: nothing was tested"
 
 
 def test_kill_train_at_random_points(tmp_path, cli):
@@ -72,8 +77,9 @@ def test_kill_train_at_random_points(tmp_path, cli):
     out = tmp_path / "run2"
     argv[-1] = out
     rng = random.Random(13)
+    killed = 0
     for point in sorted(rng.uniform(0.4, 1.0) * full for _ in range(2)):
-        _kill_at(argv, tmp_path, point)
+        killed += _kill_at(argv, tmp_path, point)
         last = out / "checkpoints" / "last"
         if last.exists():  # complete: it loads
             layershare.load(last / "model")
@@ -82,6 +88,7 @@ def test_kill_train_at_random_points(tmp_path, cli):
         assert (out / "results.json").is_file()
         assert _hidden(out / "checkpoints") == []
         shutil.rmtree(out)  # the next round starts afresh
+    assert killed, "every run finished before its kill point: nothing was tested"
 
 
 def test_two_trainings_into_one_directory(tmp_path, cli):

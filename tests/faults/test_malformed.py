@@ -186,16 +186,19 @@ RUN_DAMAGE = {  # file in the run directory -> (new bytes, verb, words)
 
 
 @pytest.mark.parametrize("variant", RUN_DAMAGE)
-def test_damaged_run_directory(variant, tmp_path, finished_run, cli):
+def test_damaged_run_directory(variant, tmp_path, finished_run, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the payload's relative marker would land here
     run, sets = finished_run
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     name, new, verb, words = RUN_DAMAGE[variant]
     path = copy / name
     if new == "pickle":
-        class Evil:
+        marker = tmp_path / "PWNED"
+
+        class Evil:  # both markers: in the working directory and, absolute, in tmp_path
             def __reduce__(self):
-                return (os.system, ("touch PWNED",))
+                return (os.system, (f"touch PWNED {marker}",))
         torch.save({"optimizer": Evil(), "rng": []}, path)
     elif new == "list":
         torch.save([1, 2], path)
@@ -209,4 +212,4 @@ def test_damaged_run_directory(variant, tmp_path, finished_run, cli):
     else:
         rc, err = cli(["eval", copy])
     assert_one_line(rc, err, words)
-    assert snapshot(tmp_path) == before
+    assert snapshot(tmp_path) == before  # no output, no PWNED (cwd and tmp_path)

@@ -147,6 +147,29 @@ def test_export_fails_loudly_and_writes_nothing_when_a_tensor_is_duplicated(
     assert not out.exists() and not list(tmp_path.glob(".dup*"))
 
 
+def test_export_fails_when_onnx_runtime_disagrees_with_pytorch(onnx_exports, tmp_path,
+                                                              monkeypatch, capsys):
+    """The check after export (ONNX Runtime's outputs against PyTorch's) fails the export in
+    one line and leaves nothing. Simulated: PyTorch's side of the comparison is shifted by
+    1e-2 of its largest magnitude, past FP32_TOLERANCE (1e-4); the graph is the real one."""
+    import layershare.formats.onnx_export as ox
+
+    _, checkpoint, _, _ = onnx_exports("llama-residual")
+    capsys.readouterr()  # the fixture's exporter messages, when it was built just now
+    real = ox.torch_outputs
+
+    def shifted(model, feed):
+        outs = real(model, feed)
+        return [outs[0] + 1e-2 * outs[0].abs().max(), *outs[1:]]
+
+    monkeypatch.setattr(ox, "torch_outputs", shifted)
+    out = tmp_path / "off"
+    assert main(["export", str(checkpoint), "--format", "onnx", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ONNX Runtime's outputs differ from PyTorch's" in err[0], err
+    assert not out.exists() and not list(tmp_path.glob(".off*"))
+
+
 def test_int8_runs_within_tolerance_and_keeps_shared_tensors_once(onnx_exports):
     from layershare.formats.onnx_check import check_shared_once, read_initializers
 

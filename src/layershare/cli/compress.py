@@ -60,8 +60,9 @@ def add_commands(sub) -> None:
                         "spaced over the train split")
     p.add_argument("--data-dir", default=None,
                    help="where speech data is prepared (default $LAYERSHARE_DATA or ./data)")
-    p.add_argument("--seq-len", type=int, default=256, help="tokens per calibration window")
-    p.add_argument("--batch-size", type=int, default=8, help="calibration windows per forward")
+    p.add_argument("--seq-len", type=int, default=256,
+                   help="tokens per calibration window (2 .. the model's learned positions)")
+    p.add_argument("--batch-size", type=int, default=8, help="calibration windows per forward (>= 1)")
     p.add_argument("--sequential", action=argparse.BooleanOptionalAction, default=True,
                    help="fit each block on the outputs of the already compressed blocks")
     p.add_argument("--target", choices=("local", "original"), default="local",
@@ -109,7 +110,7 @@ def _calib_summary(calib, result, source: str, speech: bool) -> str:
 
 
 def cmd_compress(args) -> None:
-    from .. import count
+    from .. import count, limits
     from ..compress import compress
     from ..compress.speech import SPEECH_CALIB, is_speech_model
     from ..formats.hub import auto_tokenizer, from_local
@@ -120,6 +121,9 @@ def cmd_compress(args) -> None:
 
     if args.rank is not None and args.rank < 0:
         raise LayershareError(f"--rank must be >= 0, got {args.rank}")
+    limits.at_least("--seq-len", args.seq_len, 2)
+    limits.at_least("--batch-size", args.batch_size)
+    limits.at_least("--calib-tokens", args.calib_tokens)
     check_out(args.out, "checkpoint", sources=[resolve(args.src)], overwrite=args.overwrite)
     lazy = None
     if can_open_lazily(resolve(args.src)):  # layer by layer: one block of dense weights at a time
@@ -136,8 +140,10 @@ def cmd_compress(args) -> None:
         if source in SPEECH_CALIB:
             raise LayershareError(f"--calib {source} is speech; {type(model).__name__} reads "
                                   "text: calibrate on brown or a text file")
+        limits.fits_positions(model, args.seq_len, "--seq-len")
         calib = calibration_batches(auto_tokenizer(args.src), source, args.calib_tokens,
                                     args.seq_len, args.batch_size)
+        limits.tokens_fit(model, calib[0]["input_ids"], f"calibration text {source}")
     result = compress(model, calib, method=args.method, keep=args.keep, rank=args.rank,
                       group_size=_group_size(args), allocate=args.allocate,
                       sequential=args.sequential, target=args.target, progress=not args.quiet,

@@ -21,7 +21,8 @@ def add_commands(sub) -> None:
     p.add_argument("--data", default=None,
                    help="brown or a text file (default for a run directory: its own data)")
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
-    p.add_argument("--seq-len", type=int, default=512, help="tokens per window")
+    p.add_argument("--seq-len", type=int, default=512,
+                   help="tokens per window (2 .. the model's learned positions)")
     p.add_argument("--windows", type=int, default=16,
                    help="the first N windows of the split (0 = all)")
     p.add_argument("--batch-size", type=int, default=4)
@@ -49,12 +50,20 @@ def cmd_eval(args) -> None:
     from ..data.windows import read_text, token_windows
     from ..evaluate.perplexity import lm_quality, protocol
 
+    from .. import limits
+
     if args.windows < 0 or args.batch_size < 1:
         raise LayershareError("--windows must be >= 0 and --batch-size >= 1")
+    limits.at_least("--seq-len", args.seq_len, 2)
     model, tokenizer, _ = load_model(args.model)
+    limits.fits_positions(model, args.seq_len, "--seq-len")
+    reference = load_model(args.reference)[0] if args.reference else None
+    if reference is not None:
+        limits.same_vocab(model, reference, f"--reference {args.reference}")
+        limits.fits_positions(reference, args.seq_len, "--seq-len (for the reference)")
     windows = token_windows(tokenizer, read_text(args.data, args.split), args.seq_len,
                             args.windows or None, what=f"{args.data} {args.split}")
-    reference = load_model(args.reference)[0] if args.reference else None
+    limits.tokens_fit(model, windows, f"{args.data} {args.split}")
     result = lm_quality(model, windows, args.batch_size, reference, progress=not args.json)
     result["protocol"] = protocol(args.data, args.split, result)
     if args.json:

@@ -37,12 +37,13 @@ def add_commands(sub) -> None:
     p.add_argument("--cache-merged", action="store_true",
                    help="keep merged residual weights (trades memory for prefill speed)")
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--temperature", type=float, default=1.0, help="> 0 (with --sample)")
+    p.add_argument("--top-k", type=int, default=None, help="1 .. the vocabulary (with --sample)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runtime", choices=("torch", "onnx"), default=None,
                    help="default: onnx for an ONNX export directory, else torch")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
+    p.add_argument("--threads", type=int, default=None,
+                   help="ONNX Runtime threads, 1 .. the CPUs of the machine")
     p.set_defaults(func=cmd_generate)
 
 
@@ -53,8 +54,13 @@ def _is_run_dir(path: Path) -> bool:
 def cmd_generate(args) -> None:
     if not args.prompt.strip():
         raise LayershareError("generate: --prompt is empty")
+    from .. import limits
+
     if args.max_new_tokens < 1:
         raise LayershareError(f"generate: --max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    limits.threads(args.threads)
+    if args.sample:
+        limits.sampling(args.temperature, args.top_k)
     runtime = args.runtime or ("onnx" if (Path(args.model) / "onnx.json").is_file() else "torch")
     if runtime == "onnx":
         _generate_onnx(args)
@@ -93,9 +99,16 @@ def _generate_causal_lm(args) -> None:
     from ..infer import peak_rss_bytes, timed_generate
 
     model, tokenizer = _load(args)
+    from .. import limits
+
     ids = tokenizer(args.prompt, return_tensors="pt")["input_ids"]
     if ids.numel() == 0:
         raise LayershareError("generate: the prompt encodes to no tokens")
+    limits.tokens_fit(model, ids, "the prompt")
+    limits.fits_positions(model, ids.shape[1] + args.max_new_tokens,
+                          "the prompt plus --max-new-tokens")
+    if args.sample:
+        limits.sampling(args.temperature, args.top_k, limits.vocab_size(model))
     torch.manual_seed(args.seed)
     options = dict(do_sample=args.sample)
     if args.sample:

@@ -70,8 +70,12 @@ def _tokenizer(directory: Path):
 
 
 def cmd_translate(args) -> None:
+    from .. import limits
     from ..train.evaluate import translate_lines
 
+    limits.at_least("--batch-size", args.batch_size)
+    if args.beam is not None:
+        limits.at_least("--beam", args.beam)
     cfg, model, device, autocast, _ = run_dir(args.dir)
     if cfg.task != "translation":
         raise LayershareError(f"{args.dir} is a {cfg.task} run, not a translation one")

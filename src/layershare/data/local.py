@@ -62,6 +62,33 @@ def read_user_lines(path: Path) -> list[str]:
     return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
 
 
+def iter_user_lines(path: Path, piece: int = 1 << 20):
+    """Lines of a UTF-8 file as :func:`read_user_lines` gives them, read one at a time, so a
+    caller that stops early never holds more of the file than it used. A line longer than
+    ``piece`` characters comes in pieces of ``piece`` (memory stays bounded for a file
+    without line ends). The file must be a regular file (a FIFO or device is refused)."""
+    from ..paths import regular_file
+
+    path = regular_file(path, "text file")
+    number = 0
+    try:
+        with open(path, encoding="utf-8", newline="\n") as f:  # "\n" ends a line, as above
+            while True:
+                number += 1
+                line = f.readline(piece)
+                if not line:
+                    return
+                if line.endswith("\n"):
+                    line = line[:-1]
+                else:
+                    number -= 1  # a piece of a longer line, or the last line
+                yield line[:-1] if line.endswith("\r") else line
+    except UnicodeDecodeError as exc:
+        raise LayershareError(f"{path}:{number}: not valid UTF-8 ({exc.reason})") from None
+    except OSError as exc:
+        raise LayershareError(f"cannot read {path}: {exc}") from None
+
+
 def load_text_splits(cfg: Mapping, base_dir: Path | None = None) -> dict[str, list[str]]:
     """Non-blank lines per split from ``{"train": path, "valid": path, "test": path}``.
 

@@ -11,34 +11,18 @@ first next-token scores), decode the ``N - 1`` calls after it.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import LayershareError
-from ..formats.onnx import META, ONNX_FILE, ort_session
+from ..errors import LayershareError, first_line
+from ..formats.onnx import ONNX_FILE, ort_errors, ort_session
 from ..measure import GenerationTiming
+from .export_files import check_inputs, eos_ids, load_tokenizer, read_export
 
-
-def read_export(directory: str | Path) -> dict:
-    """The export's ``onnx.json``; one line if ``directory`` is not a layershare ONNX export."""
-    path = Path(directory)
-    if not path.is_dir():
-        raise LayershareError(f"{path}: no such directory")
-    try:
-        meta = json.loads((path / META).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LayershareError(f"{path}: not a layershare ONNX export (no {META})") from None
-    except (OSError, ValueError) as exc:
-        raise LayershareError(f"{path / META}: cannot be read ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("task") not in ("causal-lm", "encoder"):
-        raise LayershareError(f"{path / META}: not a layershare ONNX export description")
-    if not (path / ONNX_FILE).is_file():
-        raise LayershareError(f"{path}: the export has no {ONNX_FILE}")
-    return meta
+__all__ = ["OrtCausalLM", "eos_ids", "load_tokenizer", "read_export"]
 
 
 class OrtCausalLM:
@@ -51,6 +35,7 @@ class OrtCausalLM:
             raise LayershareError(f"{self.directory} is an exported {self.meta['task']}, not a "
                                   "causal language model")
         self.session = ort_session(self.directory / ONNX_FILE, threads, prepack)
+        check_inputs(self.directory, self.meta, self.session)
         self.past_names = [n for n in self.meta["inputs"] if n.startswith("past_key_values.")]
         self.past_shapes = self.meta["past_shapes"]  # per layer: (kv-heads, head-dim)
 
@@ -67,7 +52,11 @@ class OrtCausalLM:
                 "position_ids": np.broadcast_to(np.arange(start, start + new, dtype=np.int64),
                                                 (batch, new)).copy()}
         feed.update(zip(self.past_names, past))
-        logits, *present = self.session.run(None, feed)
+        try:
+            logits, *present = self.session.run(None, feed)
+        except ort_errors() as exc:
+            raise LayershareError(f"{self.directory / ONNX_FILE}: ONNX Runtime failed "
+                                  f"({type(exc).__name__}: {first_line(exc)[:200]})") from None
         return logits, present
 
     def greedy(self, prompt: list[int], max_new_tokens: int, eos: set[int] | None = None,
@@ -115,26 +104,3 @@ class OrtCausalLM:
     def perplexity(self, windows: np.ndarray) -> float:
         total, count = self.nll(windows)
         return math.exp(total / count)
-
-
-def load_tokenizer(directory: str | Path):
-    """The ``tokenizers`` tokenizer the export carries (``tokenizer.json``)."""
-    from tokenizers import Tokenizer
-
-    path = Path(directory) / "tokenizer.json"
-    if not path.is_file():
-        raise LayershareError(f"{directory}: the export has no tokenizer.json (export from a "
-                              "model directory that has one)")
-    return Tokenizer.from_file(str(path))
-
-
-def eos_ids(directory: str | Path) -> set[int]:
-    """End-of-sequence ids from the export's generation_config.json / config.json."""
-    ids: set[int] = set()
-    for name in ("generation_config.json", "config.json"):
-        try:
-            value = json.loads((Path(directory) / name).read_text()).get("eos_token_id")
-        except (OSError, ValueError):
-            continue
-        ids.update(v for v in (value if isinstance(value, list) else [value]) if isinstance(v, int))
-    return ids

@@ -4,11 +4,12 @@
 ``.gguf`` file, a CTranslate2 Whisper directory (``model.bin``; formats/whisper.py) or a short
 name of formats/pretrained.py (``smollm2-135m``, ``whisper-tiny-en``); the class comes from
 ``config.architectures`` and must be one of transformers' own (no ``trust_remote_code``).
+What may be read at all is decided first by the loader gate (formats/gate.py: no custom
+code, no prompt, no file outside the directory), a GGUF header by formats/gguf_check.py.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import LayershareError, first_line
+from .gate import NO_REMOTE_CODE, admit, no_prompt
 from .pretrained import resolve
 
 if TYPE_CHECKING:  # torch is imported where a model is loaded, not to read a tokenizer
@@ -44,37 +46,36 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 
 def from_local(src: str | os.PathLike) -> nn.Module:
-    """The transformers model stored at ``src`` (directory, .gguf file, short name), in eval mode."""
+    """The transformers model stored at ``src`` (directory, .gguf file, short name), in eval
+    mode. The loader gate (formats/gate.py) decides first whether it may be read."""
     import transformers
 
     src = resolve(src)
-    if not src.exists():
-        raise LayershareError(f"{src}: no such file or directory")
-    kwargs = {}
-    from .whisper import is_ctranslate2_dir
-    if is_ctranslate2_dir(src):
+    kind = admit(src)
+    if kind == "ctranslate2":
         from .whisper import from_ctranslate2
         return from_ctranslate2(src)
-    if src.is_file():
-        if src.suffix != ".gguf":
-            raise LayershareError(f"{src}: expected a transformers model directory or a .gguf file")
-        src, kwargs = src.parent, {"gguf_file": src.name}
-    elif not (src / "config.json").is_file():
-        raise LayershareError(f"{src}: not a transformers model directory (no config.json)")
-    if not kwargs:
-        _check_config_json(src / "config.json")
+    if kind not in ("transformers", "gguf"):
+        raise LayershareError(f"{src}: expected a transformers model directory or a .gguf file, "
+                              f"found a {kind} {'export' if kind == 'onnx' else 'checkpoint'}")
+    kwargs = dict(NO_REMOTE_CODE)
+    if kind == "gguf":
+        from .gguf_check import check_gguf
+        check_gguf(src)
+        src, kwargs = src.parent, {**kwargs, "gguf_file": src.name}
     try:
-        config = transformers.AutoConfig.from_pretrained(src, trust_remote_code=False, **kwargs)
-        names = getattr(config, "architectures", None) or []
-        cls = getattr(transformers, names[0], None) if names else None
-        if cls is None:
-            cls = transformers.AutoModelForCausalLM if kwargs else transformers.AutoModel
-        elif not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)
-                  and isinstance(config, cls.config_class)):
-            raise LayershareError(f"{src}: config.json names architecture {names[0]!r}, which "
-                                  f"is not a transformers model class for a "
-                                  f"{type(config).__name__}")
-        return cls.from_pretrained(src, trust_remote_code=False, **kwargs).eval()
+        with no_prompt():
+            config = transformers.AutoConfig.from_pretrained(src, **kwargs)
+            names = getattr(config, "architectures", None) or []
+            cls = getattr(transformers, names[0], None) if names else None
+            if cls is None:
+                cls = transformers.AutoModelForCausalLM if "gguf_file" in kwargs else transformers.AutoModel
+            elif not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)
+                      and isinstance(config, cls.config_class)):
+                raise LayershareError(f"{src}: config.json names architecture {names[0]!r}, "
+                                      f"which is not a transformers model class for a "
+                                      f"{type(config).__name__}")
+            return cls.from_pretrained(src, **kwargs).eval()
     except LayershareError:
         raise
     except LOAD_ERRORS as exc:
@@ -86,10 +87,11 @@ def _load_errors() -> tuple[type[BaseException], ...]:
     unreadable files, bad JSON or values, weights-only unpickling refused, truncated
     safetensors, shapes that do not fit (a RuntimeError), a config field of the wrong type."""
     from pickle import UnpicklingError
+    from struct import error as StructError
 
     from safetensors import SafetensorError
     kinds = [OSError, ValueError, KeyError, ImportError, UnpicklingError, SafetensorError,
-             RuntimeError, EOFError]
+             RuntimeError, EOFError, StructError]
     try:
         from huggingface_hub.errors import StrictDataclassError
         kinds.append(StrictDataclassError)
@@ -99,20 +101,6 @@ def _load_errors() -> tuple[type[BaseException], ...]:
 
 
 LOAD_ERRORS = _load_errors()
-
-
-def _check_config_json(path: Path) -> None:
-    """Refuse a config.json that is not a JSON object or asks for custom code (``auto_map``):
-    transformers would otherwise prompt on stdin whether to run it."""
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LayershareError(f"{path}: cannot be read ({first_line(exc)})") from None
-    if not isinstance(config, dict):
-        raise LayershareError(f"{path}: expected a JSON object, got {type(config).__name__}")
-    if "auto_map" in config:
-        raise LayershareError(f"{path}: the model needs its own code (auto_map), which "
-                              "layershare never runs; use a model of a transformers class")
 
 
 def tokenizer_files(directory: str | os.PathLike) -> dict[str, Path]:
@@ -132,15 +120,18 @@ def auto_tokenizer(src: str | os.PathLike):
     import transformers
 
     src = resolve(src)
-    kwargs = {}
-    from .whisper import is_ctranslate2_dir
-    if is_ctranslate2_dir(src):
+    kind = admit(src, tokenizer_only=True)
+    if kind == "ctranslate2":
         from .whisper import tokenizer
         return tokenizer(src)
-    if src.is_file():
-        src, kwargs = src.parent, {"gguf_file": src.name}
+    kwargs = dict(NO_REMOTE_CODE)
+    if kind == "gguf":
+        from .gguf_check import check_gguf
+        check_gguf(src)
+        src, kwargs = src.parent, {**kwargs, "gguf_file": src.name}
     try:
-        return transformers.AutoTokenizer.from_pretrained(src, trust_remote_code=False, **kwargs)
+        with no_prompt():
+            return transformers.AutoTokenizer.from_pretrained(src, **kwargs)
     except LOAD_ERRORS as exc:
         first = first_line(exc)
         raise LayershareError(f"{src}: cannot load its tokenizer ({first})") from None

@@ -11,6 +11,14 @@ stays in the process's resident set while the map lives, so reading 22 layers th
 grew RSS by one dense layer per layer, although the dense tensors were long freed. Nothing
 is unpickled or executed either way.
 
+What may be read is decided by the loader gate (formats/gate.py): the config may not ask
+for custom code (``auto_map``), transformers runs with ``trust_remote_code=False`` and an
+empty stdin, and every weights file -- each entry of a sharded index included -- must be a
+regular file inside the model directory. Each file's header is parsed and validated by
+safetensors itself (``safe_open``: header size, JSON, dtypes, shapes times item size equal
+to the byte ranges, ranges inside the file and non-overlapping) before any offset of it is
+used; the header is opened, checked and closed, so no data page is mapped.
+
 ``finish()`` checks that every parameter of the model was read and every stored tensor used,
 so a checkpoint whose names do not fit the class is an error, never a silent random weight.
 """
@@ -25,16 +33,22 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import LayershareError
+from safetensors import SafetensorError, safe_open
 
-INDEX, SINGLE = "model.safetensors.index.json", "model.safetensors"
+from ..errors import LayershareError, first_line
+from .gate import INDEX, NO_REMOTE_CODE, SINGLE, admit, no_prompt, safetensors_files
 
 
 def can_open_lazily(src: str | os.PathLike) -> bool:
-    """A transformers directory with safetensors weights (single file or sharded)."""
+    """A transformers directory with safetensors weights (single file or sharded); the
+    loader gate decides whether it may be read at all (one line if not)."""
     path = Path(src)
-    return path.is_dir() and (path / "config.json").is_file() and (
-        (path / SINGLE).is_file() or (path / INDEX).is_file())
+    if not (path.is_dir() and (path / "config.json").exists()):
+        return False
+    if not ((path / SINGLE).exists() or (path / INDEX).exists()
+            or (path / SINGLE).is_symlink() or (path / INDEX).is_symlink()):
+        return False
+    return admit(path) == "transformers"
 
 
 class LazyModel:
@@ -44,10 +58,14 @@ class LazyModel:
         import transformers
         from accelerate import init_empty_weights
         self.src = Path(src)
+        if admit(self.src) != "transformers":
+            raise LayershareError(f"{self.src}: not a transformers model directory")
         try:
-            config = transformers.AutoConfig.from_pretrained(self.src)
-        except (OSError, ValueError) as exc:
-            raise LayershareError(f"{self.src}/config.json: cannot be read ({exc})") from None
+            with no_prompt():
+                config = transformers.AutoConfig.from_pretrained(self.src, **NO_REMOTE_CODE)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise LayershareError(f"{self.src}/config.json: cannot be read "
+                                  f"({first_line(exc)})") from None
         names = getattr(config, "architectures", None) or []
         cls = getattr(transformers, names[0], None) if names else None
         if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
@@ -55,11 +73,15 @@ class LazyModel:
         with init_empty_weights():
             self.model = cls(config)
         self.model.eval()
-        files = ([self.src / SINGLE] if (self.src / SINGLE).is_file() else sorted(
-            {self.src / f for f in json.loads((self.src / INDEX).read_text())["weight_map"].values()}))
-        self._where = {}
-        for f in files:
-            self._where.update({k: f for k in _header(f) if k != "__metadata__"})
+        self._where: dict[str, Path] = {}
+        self._headers: dict[Path, dict] = {}
+        for f in safetensors_files(self.src):
+            self._headers[f] = _header(f)
+            for name in self._headers[f]:
+                if name in self._where:
+                    raise LayershareError(f"{self.src}: tensor {name!r} is stored twice "
+                                          f"({self._where[name].name} and {f.name})")
+                self._where[name] = f
         self._used: set[str] = set()
         self.stack_paths = list(stack_paths) if stack_paths is not None else _default_paths(self.model)
         inside = tuple(p + "." for p in self.stack_paths)
@@ -76,7 +98,8 @@ class LazyModel:
     def _load(self, names: list[str]) -> None:
         by_file: dict[Path, dict] = {}
         for f in {self._where[n] for n in names if n in self._where}:
-            by_file[f] = read_tensors(f, [n for n in names if self._where.get(n) == f])
+            by_file[f] = read_tensors(f, [n for n in names if self._where.get(n) == f],
+                                      self._headers[f])
         for name in names:
             module_name, _, leaf = name.rpartition(".")
             module = self.model.get_submodule(module_name)
@@ -126,30 +149,42 @@ _DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
            "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
 
 
-def _header(path: Path) -> dict:
-    """The JSON header of a safetensors file: name -> {dtype, shape, data_offsets}."""
-    with open(path, "rb") as f:
-        try:
-            (size,) = struct.unpack("<Q", f.read(8))
-            return json.loads(f.read(size))
-        except (struct.error, ValueError) as exc:
-            raise LayershareError(f"{path}: not a safetensors file ({exc})") from None
-
-
-def read_tensors(path: Path, names: list[str]) -> dict[str, torch.Tensor]:
-    """The named tensors of a safetensors file, each read into its own memory (no map)."""
-    header = _header(path)
-    out = {}
+def _header(path: Path) -> dict[str, dict]:
+    """name -> {dtype, shape, data_offsets} of a safetensors file, with ``data_offsets``
+    made absolute (from the start of the file). safetensors parses and validates the header
+    (``safe_open``); its JSON is then read for the offsets, which safetensors does not
+    expose, and each entry is checked to agree with what safetensors reported."""
+    try:
+        with safe_open(path, "pt") as f:
+            checked = {name: f.get_slice(name) for name in f.keys()}
+            checked = {name: (s.get_dtype(), tuple(s.get_shape())) for name, s in checked.items()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise LayershareError(f"{path}: not a safetensors file ({first_line(exc)})") from None
     with open(path, "rb") as f:
         (size,) = struct.unpack("<Q", f.read(8))
-        start = 8 + size  # data begins right after the header
+        header = json.loads(f.read(size))  # safetensors just validated these bytes
+    out = {}
+    for name, (dtype, shape) in checked.items():
+        info = header[name]
+        begin, end = info["data_offsets"]
+        if (info["dtype"], tuple(info["shape"])) != (dtype, shape):
+            raise LayershareError(f"{path}: {name}: the header disagrees with safetensors")
+        out[name] = {"dtype": dtype, "shape": shape, "data_offsets": (8 + size + begin, 8 + size + end)}
+    return out
+
+
+def read_tensors(path: Path, names: list[str], header: dict | None = None) -> dict[str, torch.Tensor]:
+    """The named tensors of a safetensors file, each read into its own memory (no map)."""
+    header = header if header is not None else _header(path)
+    out = {}
+    with open(path, "rb") as f:
         for name in names:
             info = header[name]
             dtype = _DTYPES.get(info["dtype"])
             if dtype is None:
                 raise LayershareError(f"{path}: {name} has unsupported dtype {info['dtype']}")
             begin, end = info["data_offsets"]
-            f.seek(start + begin)
+            f.seek(begin)
             data = bytearray(f.read(end - begin))
             if len(data) != end - begin:
                 raise LayershareError(f"{path}: truncated at tensor {name}")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LayershareError
+from ..errors import LayershareError, first_line
 from ..outputs import atomic_directory, check_out
 
 ONNX_FILE = "model.onnx"
@@ -75,7 +75,22 @@ def ort_session(path: str | Path, threads: int | None = None, prepack: bool = Tr
         options.inter_op_num_threads = 1
     if not prepack:
         options.add_session_config_entry("session.disable_prepacking", "1")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except ort_errors() as exc:
+        raise LayershareError(f"{path}: ONNX Runtime cannot load it ({type(exc).__name__}: "
+                              f"{first_line(exc)[:200]})") from None
+
+
+def ort_errors() -> tuple[type[BaseException], ...]:
+    """ONNX Runtime's own exception classes (pybind's ``Fail``, ``InvalidGraph``,
+    ``InvalidArgument``...): what it raises for a damaged graph or a bad feed."""
+    try:
+        from onnxruntime.capi import onnxruntime_pybind11_state as state
+    except ImportError:
+        return ()
+    return tuple(v for v in vars(state).values()
+                 if isinstance(v, type) and issubclass(v, Exception))
 
 
 def compare(path: Path, model, feed) -> float:

@@ -85,7 +85,16 @@ def whisper_config(ct2: CT2Model, tokens: dict[str, int], extra: dict | None = N
         if want is not None and ct2.variables[name].scalar() != want:
             raise LayershareError(f"CTranslate2 Whisper has {name}={ct2.variables[name].scalar()}"
                                   f"; transformers' Whisper needs {want}")
+    for name, rank in _RANKS.items():
+        if ct2.get(name).rank != rank:
+            raise LayershareError(f"CTranslate2 Whisper: {name} has shape {ct2.get(name).shape}, "
+                                  f"a rank-{rank} array expected")
     vocab, d_model = ct2.get("decoder/embeddings/weight").shape
+    for stack in ("encoder", "decoder"):
+        heads = ct2.get(f"{stack}/num_heads").scalar()
+        if not (isinstance(heads, int) and heads >= 1 and d_model % heads == 0):
+            raise LayershareError(f"CTranslate2 Whisper: {stack}/num_heads is {heads}; a "
+                                  f"positive divisor of the width {d_model} is needed")
     extra = extra or {}
     is_english = vocab < 51865  # multilingual checkpoints have one more token (<|yue|> etc.)
     return WhisperConfig(
@@ -108,6 +117,12 @@ def whisper_config(ct2: CT2Model, tokens: dict[str, int], extra: dict | None = N
         layershare_whisper={"tokens": tokens, "english_only": is_english,
                             "alignment_heads": extra.get("alignment_heads")},
     )
+
+
+# Arrays whose shapes the config is read from, with their ranks.
+_RANKS = {"decoder/embeddings/weight": 2, "encoder/conv1/weight": 3,
+          "encoder/layer_0/ffn/linear_0/weight": 2, "decoder/layer_0/ffn/linear_0/weight": 2,
+          "encoder/position_encodings/encodings": 2, "decoder/position_encodings/encodings": 2}
 
 
 def _layer_map(ct2_prefix: str, hf_prefix: str, cross: bool) -> list:
@@ -168,6 +183,9 @@ def state_dict(ct2: CT2Model, config, dtype=torch.float32) -> dict[str, torch.Te
     for ct2_name, hf_names, parts in name_map(config):
         value = _dequantized(ct2, ct2_name)
         used.add(ct2_name)
+        if parts > 1 and (value.ndim == 0 or value.shape[0] % parts):
+            raise LayershareError(f"CTranslate2 Whisper: {ct2_name} has shape {value.shape}, "
+                                  f"which does not split into {parts} fused projections")
         chunks = np.split(value, parts, axis=0) if parts > 1 else [value]
         for hf_name, chunk in zip(hf_names, chunks):
             if hf_name.endswith("k_proj.bias"):
@@ -224,6 +242,12 @@ def from_ctranslate2(directory: str | os.PathLike, dtype=torch.float32):
         raise LayershareError(f"{directory}: mapping mismatch (missing "
                               f"{sorted(expected - set(weights))[:3]}, unexpected "
                               f"{sorted(set(weights) - expected)[:3]})")
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    for name, value in weights.items():  # the file's declared shapes, against the config's
+        if tuple(value.shape) != shapes[name]:
+            raise LayershareError(f"{directory}: {name} has shape {tuple(value.shape)} in "
+                                  f"model.bin, the Whisper its other arrays describe needs "
+                                  f"{shapes[name]}")
     model.load_state_dict(weights, strict=False, assign=True)
     model.tie_weights()
     model.generation_config = generation_config(config)

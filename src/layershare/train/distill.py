@@ -298,7 +298,7 @@ def read_distill_splits(cfg) -> dict[str, list[str]]:
         if not path.is_file():
             raise LayershareError(f"--data text {path}: no such file")
         return split_lines([ln for ln in read_user_lines(path) if ln.strip()])
-    return {s: read_text(str(getattr(d, s)), s) for s in ("train", "valid", "test")}
+    return {s: list(read_text(str(getattr(d, s)), s)) for s in ("train", "valid", "test")}
 
 
 def load_student(path: str) -> nn.Module:

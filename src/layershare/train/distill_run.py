@@ -67,6 +67,11 @@ def build_distill_task(cfg) -> Task:
     check_pair(student, teacher)
     if is_speech_model(teacher) or cfg.data.name == "espeak-en":
         return build_speech_task(cfg, student, teacher)
+    if is_lm(teacher):  # windows longer than a learned position table: one line, not an IndexError
+        from ..limits import fits_positions
+        for model, who in ((student, "student"), (teacher, "teacher")):
+            fits_positions(model, cfg.train.seq_len, f"--seq-len (for the {who})")
+            fits_positions(model, d.eval_seq_len, f"--eval-seq-len (for the {who})")
     tok = auto_tokenizer(d.student if tokenizer_files(d.student) else d.teacher)
     splits = read_distill_splits(cfg)
     cls = DistillLMTask if is_lm(teacher) else DistillEncoderTask

@@ -134,14 +134,19 @@ def load_sharded(directory: Path, model: nn.Module, optimizer) -> None:
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    from .sharded_meta import describe, read_metadata, safe_planner, safe_reader
+
+    read_metadata(directory)  # refuses a crafted file in one line before DCP sees it
     msd, osd = get_state_dict(model, optimizer)
     state = {"model": msd, "optim": osd}
     try:
-        dcp.load(state, checkpoint_id=str(directory))
-    except Exception as exc:  # noqa: BLE001 -- DCP raises its own CheckpointException
+        dcp.load(state, storage_reader=safe_reader(directory), planner=safe_planner())
+    except (Exception, CheckpointException) as exc:  # noqa: BLE001 -- a BaseException
         raise LayershareError(f"{directory}: sharded checkpoint cannot be read "
-                              f"({str(exc).splitlines()[0][:200]}); delete "
-                              f"{directory.parent} to restart") from None
+                              f"({describe(exc)}); delete {directory.parent} to "
+                              "restart") from None
     set_state_dict(model, optimizer, model_state_dict=state["model"],
                    optim_state_dict=state["optim"])
 
@@ -167,22 +172,25 @@ def consolidate(checkpoint: str | os.PathLike, out: str | os.PathLike,
     ``out``. Only the structure files of ``checkpoint/model`` are read (no weights), in one
     process, whatever the number of ranks that wrote the shards."""
     import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.api import CheckpointException
 
     from ..checkpoint import _rebuild, read_meta, save
+    from .sharded_meta import describe, read_metadata, safe_planner, safe_reader
 
     checkpoint = Path(checkpoint)
     sharded, structure = checkpoint / SHARDED, checkpoint / "model"
-    if not (sharded / ".metadata").is_file():
+    if not (sharded / ".metadata").exists():
         raise LayershareError(f"{checkpoint}: no sharded checkpoint ({sharded}/.metadata); "
                               "expected an FSDP run's checkpoints/last")
+    read_metadata(sharded)  # never unpickles anything but DCP's plain metadata
     model = _rebuild(structure, read_meta(structure), None)
     state = {"model": model.state_dict()}
     try:
         with warnings.catch_warnings():  # "assuming the intent is to load in a single process"
             warnings.simplefilter("ignore", UserWarning)
-            dcp.load(state, checkpoint_id=str(sharded), no_dist=True)
-    except Exception as exc:  # noqa: BLE001
-        raise LayershareError(f"{sharded}: cannot be read "
-                              f"({str(exc).splitlines()[0][:200]})") from None
+            dcp.load(state, storage_reader=safe_reader(sharded), planner=safe_planner(),
+                     no_dist=True)
+    except (Exception, CheckpointException) as exc:  # noqa: BLE001 -- a BaseException
+        raise LayershareError(f"{sharded}: cannot be read ({describe(exc)})") from None
     model.load_state_dict(state["model"])
     return save(model.eval(), out, overwrite=overwrite)
