@@ -182,7 +182,8 @@ def one_line(exc: ValidationError, root: type[BaseModel], data, where: str = "")
         raw = raw.get(loc[at], _NONE) if isinstance(raw, dict) else _NONE
         cls, at = section_of(field.annotation), at + 1
     name = ".".join(path)
-    shown = f"{err['input']!r:.80}"
+    whole = err["input"] if raw is _NONE else raw  # the field's value as given, not a part
+    shown = f"{whole!r:.80}"
     if kind == "value_error":
         problem = err["ctx"]["error"]
         text = str(problem)
@@ -203,14 +204,13 @@ def one_line(exc: ValidationError, root: type[BaseModel], data, where: str = "")
         return f"{name or 'config'}: {err['msg']}, got {shown}"
     kind_of = _plain(field.annotation)
     if kind == "literal_error" and get_origin(kind_of) is Literal:
-        return f"unknown {name} {err['input']!r:.80}; choose one of " \
+        return f"unknown {name} {shown}; choose one of " \
                f"{', '.join(map(str, get_args(kind_of)))}"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal") \
             and at == len(loc):
         what = "an integer " if kind_of is int else ""
         return f"{name} must be {what}{bounds(field)}, got {shown}"
-    whole = err["input"] if raw is _NONE else raw  # the field's value, not a part of it
-    return f"{name} must be {words(field.annotation)}, got {whole!r:.80}"
+    return f"{name} must be {words(field.annotation)}, got {shown}"
 
 
 def describe(cls: type[BaseModel], prefix: str = "") -> list[str]:
