@@ -27,6 +27,10 @@ STACKS = get_args(Stacks)
 
 
 class ShareConfig(Section):
+    """Every option of ``convert`` (``convert(model, method=..., rank=...)`` builds one from
+    its keywords). A mistake is a one-line LayershareError before any weight is touched:
+    converting a large model and failing half-way on a typo would waste the work."""
+
     method: Method = Field(description="residual (ResidualTransformer), lowrank (LightFormer / "
                                        "Basis Sharing) or tied (ALBERT-style)")
     group_size: Int = Field(2, ge=1, description="K: layers per sharing group")
@@ -72,8 +76,8 @@ class ShareConfig(Section):
         if self.linears is not None and self.stack is None:
             raise LayershareError("linears= needs stack= too")
         if self.stacks != "all" and self.stack is not None:
-            raise LayershareError("stacks= picks among the architecture's own stacks; with stack= name "
-                      "the one stack to share instead")
+            raise LayershareError("stacks= picks among the architecture's own stacks; with "
+                                  "stack= name the one stack to share instead")
         for path, per_name in (self.ranks or {}).items():
             for name, ranks in per_name.items():
                 if converts and any(r < least for r in ranks):
@@ -83,6 +87,8 @@ class ShareConfig(Section):
         return self
 
     def _default_diag(self) -> None:
+        """``diag: None`` means the method's own default, resolved here so that a saved
+        checkpoint states what was built."""
         if self.diag is None:
             self.diag = self.method == "residual"
 
@@ -92,6 +98,6 @@ class ShareConfig(Section):
         if ranks is None:
             return self.rank
         if layer >= len(ranks):
-            raise LayershareError(f"ranks[{stack!r}][{name!r}] has {len(ranks)} entries, the stack has "
-                      "more layers")
+            raise LayershareError(f"ranks[{stack!r}][{name!r}] has {len(ranks)} entries, "
+                                  "the stack has more layers")
         return ranks[layer]
