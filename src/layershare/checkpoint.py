@@ -25,7 +25,6 @@ import importlib
 import json
 import os
 import shutil
-from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -157,7 +156,7 @@ def check_meta(meta, where) -> None:
         raise LayershareError(f"{where}: base library {base['library']!r} is not one of "
                               f"{', '.join(LIBRARIES)}")
     if meta["config"] is not None:
-        known = {f.name for f in fields(ShareConfig)}
+        known = set(ShareConfig.model_fields)
         unknown = sorted(set(meta["config"]) - known)
         if unknown:
             raise LayershareError(f"{where}: unknown config key {unknown[0]!r}; known: "

@@ -113,7 +113,7 @@ def convert(model: nn.Module, method: str | None = None, *, config: ShareConfig 
     else:
         given = {**options, **({"method": method} if method is not None else {})}
         for key, value in given.items():
-            if not hasattr(config, key):
+            if key not in type(config).model_fields:
                 raise LayershareError(f"convert: unknown option {key!r}")
             if getattr(config, key) != value:
                 raise LayershareError(f"convert: {key}={value!r} conflicts with config."

@@ -48,126 +48,105 @@ A key set explicitly always wins over the preset.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from typing import ClassVar, Literal, get_args
 
-from ..errors import LayershareError
+from pydantic import Field, model_validator
 
-REWARDS = ("paper", "neg-log-ppl")
+from ..configbase import Bool, Int, Number, Section
+
+Reward = Literal["paper", "neg-log-ppl"]
+REWARDS = get_args(Reward)
 PRESETS = {
     "paper": {"gamma": 0.99, "reward_baseline": "none", "reward_source": "train",
               "state_encoding": "raw", "reward": "paper"},
     "honest": {"gamma": 0.0, "reward_baseline": "ema", "reward_source": "valid",
                "state_encoding": "distance", "reward": "neg-log-ppl"},
 }
-CHOICES = {"reward": REWARDS, "reward_baseline": ("none", "ema"),
-           "reward_source": ("train", "valid"), "state_encoding": ("raw", "distance", "one-hot"),
-           "tie": ("shared", "frozen-copy"), "start": ("dense", "official")}
 
 
-def _f(default, help: str):
-    return field(default=default, metadata={"help": help})
+class DLTConfig(Section):
+    where: ClassVar[str] = "dlt"
 
+    preset: Literal["paper", "honest"] = Field("paper", description=(
+        "paper | honest: the values of gamma, reward_baseline, reward_source, "
+        "state_encoding and reward that are not set explicitly. paper: 0.99, none, train, "
+        "raw, paper. honest: 0, ema, valid, distance, neg-log-ppl (an agent that follows "
+        "its reward)"))
+    steps_per_action: Int = Field(4, ge=1, description=(
+        "optimizer steps between two agent actions (paper: 4)"))
+    epsilon_start: Number = Field(1.0, ge=0, le=1, description=(
+        "exploration rate of the first episode (paper: 1.0)"))
+    epsilon_decay: Number = Field(0.95, ge=0, le=1, description=(
+        "epsilon is multiplied by this after every episode (paper: 0.95; 1.0 keeps it "
+        "constant: with epsilon_start=1 that is the random-tying baseline)"))
+    epsilon_min: Number = Field(0.01, ge=0, le=1, description=(
+        "floor of epsilon (paper: 0.01)"))
+    gamma: Number | None = Field(None, ge=0, le=1, description=(
+        "discount of the TD target r + gamma max Q(s') (preset paper: 0.99; honest: 0, i.e. "
+        "Q(s, a) estimates the action's own reward). With all-negative rewards and one TD "
+        "update per action, gamma 0.99 drives Q towards r / (1 - gamma) and the bootstrap "
+        "then ranks actions by the next state's encoding, not by their reward"))
+    hidden: Int = Field(128, ge=1, description=(
+        "hidden width of the Q-network MLP L -> hidden -> L(L+1)/2 (paper: 128)"))
+    q_lr: Number = Field(1e-3, gt=0, description=(
+        "Adam learning rate of the Q-network. 1e-3 (Adam's default): the agent makes one TD "
+        "update per action, i.e. only steps/steps_per_action updates in a whole run (2,500 "
+        "for 10k steps), so the small rates of replay-based DQN (1e-4 to 2.5e-4 over "
+        "millions of updates) would leave Q near its initialisation; Adam bounds each step "
+        "by ~lr, so 1e-3 stays stable with rewards in [-10, 10]"))
+    reward: Reward | None = Field(None, description=(
+        "paper: r = clip(-perplexity, -clip, clip) (constant -clip, i.e. no signal, while "
+        "perplexity > clip); neg-log-ppl: r = clip(-loss, -clip, clip) = -log perplexity, "
+        "which ranks actions the same way (log is monotone) and still discriminates at "
+        "perplexity 1e3 or 1e4 (preset paper: paper; honest: neg-log-ppl)"))
+    reward_clip: Number = Field(10.0, gt=0, description=(
+        "rewards are clipped to [-reward_clip, reward_clip] (paper: 10)"))
+    reward_source: Literal["train", "valid"] | None = Field(None, description=(
+        "the batch the reward's loss is measured on: train (the next training batch, as the "
+        "paper: its batch-to-batch noise is far larger than one action's effect) | valid "
+        "(the same fixed reward_batches validation batches every time: the noise of the "
+        "batch choice cancels between actions). Preset paper: train; honest: valid"))
+    reward_batches: Int = Field(4, ge=1, description=(
+        "reward_source valid: how many fixed validation micro-batches (the first ones of "
+        "the split) the reward averages over"))
+    reward_baseline: Literal["none", "ema"] | None = Field(None, description=(
+        "none (the paper) | ema: the TD update uses the centred reward r - b, b an "
+        "exponential moving average of earlier rewards (the training trend and the reward's "
+        "offset leave Q; what is left is the action's effect). Preset paper: none; honest: "
+        "ema"))
+    baseline_decay: Number = Field(0.9, ge=0, le=1, description=(
+        "reward_baseline ema: b <- decay * b + (1 - decay) * r after each action (b starts "
+        "at the first reward)"))
+    state_encoding: Literal["raw", "distance", "one-hot"] | None = Field(None, description=(
+        "how the Q-network reads the state s (s_i = the layer layer i uses): raw (s / L, "
+        "the paper's layer ids; 'independent' is the largest-norm state) | distance ((i - "
+        "s_i) / L: 0 = independent) | one-hot (L x L indicator of s_i). Preset paper: raw; "
+        "honest: distance"))
+    tie: Literal["shared", "frozen-copy"] = Field("shared", description=(
+        "shared: a tied layer uses its source's tensor and its gradient adds to the "
+        "source's (ALBERT's semantics) | frozen-copy: a tied layer reads its source's live "
+        "weights but sends them no gradient (the official code's semantics, without its "
+        "aliasing bug: untying here is always a real copy)"))
+    start: Literal["dense", "official"] = Field("dense", description=(
+        "dense: every layer independent at step 0 | official: the official code's initial "
+        "state s = [0, ..., 0], every layer tied to layer 0"))
+    shuffle_rewards: Bool = Field(False, description=(
+        "control: the rewards of each episode's actions are permuted among them before the "
+        "TD updates (made at the episode's end), so any agent that still 'learns' learns "
+        "noise"))
+    target_network: Bool = Field(False, description=(
+        "bootstrap max Q(s') from a lagged copy of the Q-network (Mnih et al., 2015) "
+        "instead of the network being trained; the paper has none"))
+    target_sync: Int = Field(50, ge=1, description=(
+        "with target_network: copy the Q-network into the target every this many TD updates"))
+    seed: Int = Field(0, description=(
+        "seed of the agent (Q-network initialisation, exploration); the agent has its own "
+        "generators and never touches the global torch RNG stream of training"))
 
-@dataclass
-class DLTConfig:
-    preset: str = _f("paper", "paper | honest: the values of gamma, reward_baseline, "
-                              "reward_source, state_encoding and reward that are not set "
-                              "explicitly. paper: 0.99, none, train, raw, paper. honest: 0, ema, "
-                              "valid, distance, neg-log-ppl (an agent that follows its reward)")
-    steps_per_action: int = _f(4, "optimizer steps between two agent actions (paper: 4)")
-    epsilon_start: float = _f(1.0, "exploration rate of the first episode (paper: 1.0)")
-    epsilon_decay: float = _f(0.95, "epsilon is multiplied by this after every episode "
-                                     "(paper: 0.95; 1.0 keeps it constant: with "
-                                     "epsilon_start=1 that is the random-tying baseline)")
-    epsilon_min: float = _f(0.01, "floor of epsilon (paper: 0.01)")
-    gamma: float | None = _f(None, "discount of the TD target r + gamma max Q(s') (preset "
-                                   "paper: 0.99; honest: 0, i.e. Q(s, a) estimates the "
-                                   "action's own reward). With all-negative rewards and one TD "
-                                   "update per action, gamma 0.99 drives Q towards "
-                                   "r / (1 - gamma) and the bootstrap then ranks actions by the "
-                                   "next state's encoding, not by their reward")
-    hidden: int = _f(128, "hidden width of the Q-network MLP L -> hidden -> L(L+1)/2 (paper: 128)")
-    q_lr: float = _f(1e-3, "Adam learning rate of the Q-network. 1e-3 (Adam's default): the agent "
-                           "makes one TD update per action, i.e. only steps/steps_per_action "
-                           "updates in a whole run (2,500 for 10k steps), so the small rates of "
-                           "replay-based DQN (1e-4 to 2.5e-4 over millions of updates) would "
-                           "leave Q near its initialisation; Adam bounds each step by ~lr, so "
-                           "1e-3 stays stable with rewards in [-10, 10]")
-    reward: str | None = _f(None, "paper: r = clip(-perplexity, -clip, clip) "
-                                  "(constant -clip, i.e. no signal, while perplexity > clip); "
-                                  "neg-log-ppl: r = clip(-loss, -clip, clip) = -log perplexity, "
-                                  "which ranks actions the same way (log is monotone) and still "
-                                  "discriminates at perplexity 1e3 or 1e4 (preset paper: paper; "
-                                  "honest: neg-log-ppl)")
-    reward_clip: float = _f(10.0, "rewards are clipped to [-reward_clip, reward_clip] (paper: 10)")
-    reward_source: str | None = _f(None, "the batch the reward's loss is measured on: train (the "
-                                         "next training batch, as the paper: its batch-to-batch "
-                                         "noise is far larger than one action's effect) | valid "
-                                         "(the same fixed reward_batches validation batches "
-                                         "every time: the noise of the batch choice cancels "
-                                         "between actions). Preset paper: train; honest: valid")
-    reward_batches: int = _f(4, "reward_source valid: how many fixed validation micro-batches "
-                                "(the first ones of the split) the reward averages over")
-    reward_baseline: str | None = _f(None, "none (the paper) | ema: the TD update uses the "
-                                           "centred reward r - b, b an exponential moving "
-                                           "average of earlier rewards (the training trend "
-                                           "and the reward's offset leave Q; what is left is "
-                                           "the action's effect). Preset paper: none; honest: ema")
-    baseline_decay: float = _f(0.9, "reward_baseline ema: b <- decay * b + (1 - decay) * r after "
-                                    "each action (b starts at the first reward)")
-    state_encoding: str | None = _f(None, "how the Q-network reads the state s (s_i = the layer "
-                                          "layer i uses): raw (s / L, the paper's layer ids; "
-                                          "'independent' is the largest-norm state) | distance "
-                                          "((i - s_i) / L: 0 = independent) | one-hot (L x L "
-                                          "indicator of s_i). Preset paper: raw; honest: distance")
-    tie: str = _f("shared", "shared: a tied layer uses its source's tensor and its gradient adds "
-                            "to the source's (ALBERT's semantics) | frozen-copy: a tied layer "
-                            "reads its source's live weights but sends them no gradient (the "
-                            "official code's semantics, without its aliasing bug: untying here "
-                            "is always a real copy)")
-    start: str = _f("dense", "dense: every layer independent at step 0 | official: the official "
-                             "code's initial state s = [0, ..., 0], every layer tied to layer 0")
-    shuffle_rewards: bool = _f(False, "control: the rewards of each episode's actions are permuted "
-                                      "among them before the TD updates (made at the episode's "
-                                      "end), so any agent that still 'learns' learns noise")
-    target_network: bool = _f(False, "bootstrap max Q(s') from a lagged copy of the Q-network "
-                                     "(Mnih et al., 2015) instead of the network being trained; "
-                                     "the paper has none")
-    target_sync: int = _f(50, "with target_network: copy the Q-network into the target every "
-                              "this many TD updates")
-    seed: int = _f(0, "seed of the agent (Q-network initialisation, exploration); the agent "
-                      "has its own generators and never touches the global torch RNG stream "
-                      "of training")
-
-    def __post_init__(self):
-        if self.preset not in PRESETS:
-            raise LayershareError(f"unknown dlt.preset {self.preset!r}; choose one of "
-                                  f"{', '.join(PRESETS)}")
+    @model_validator(mode="after")
+    def _preset(self):
+        """The preset fills the keys left unset (None); a key set explicitly wins."""
         for name, value in PRESETS[self.preset].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
-        for name in ("steps_per_action", "hidden", "target_sync", "reward_batches"):
-            value = getattr(self, name)
-            if type(value) is not int or value < 1:
-                raise LayershareError(f"dlt.{name} must be an integer >= 1, got {value!r}")
-        for name in ("epsilon_start", "epsilon_decay", "epsilon_min", "gamma", "baseline_decay"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise LayershareError(f"dlt.{name} must be in [0, 1], got {getattr(self, name)!r}")
-        if self.q_lr <= 0 or self.reward_clip <= 0:
-            raise LayershareError("dlt.q_lr and dlt.reward_clip must be > 0")
-        for name, allowed in CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise LayershareError(f"unknown dlt.{name} {getattr(self, name)!r}; choose one "
-                                      f"of {', '.join(allowed)}")
-        for name in ("shuffle_rewards", "target_network"):
-            if type(getattr(self, name)) is not bool:
-                raise LayershareError(f"dlt.{name} must be true or false, "
-                                      f"got {getattr(self, name)!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def help(cls) -> dict[str, str]:
-        """``{field: help text}``, for a command line's ``--help-config``."""
-        return {f.name: f.metadata["help"] for f in fields(cls)}
+        return self

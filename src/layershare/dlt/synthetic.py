@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import replace
 
 from .config import DLTConfig
 from .controller import DLTController
@@ -63,7 +62,7 @@ def run(config: DLTConfig, delta: float, num_layers: int = 6, actions: int = 500
     """One synthetic run; returns the mean unique layers over the last ``tail`` of the
     actions (``tail_unique``), the final state's (``final_unique``) and the whole curve.
     ``config.seed`` is replaced by ``seed`` (agent) and the noise uses ``seed`` too."""
-    config = replace(config, seed=seed)
+    config = config.model_copy(update={"seed": seed})
     stack = SyntheticStack(num_layers)
     controller = DLTController(None, None, config, stack=stack)
     noise = random.Random(10_000 + seed)

@@ -8,39 +8,48 @@ Without a student every key must keep its default (set alone, it would silently 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import ClassVar, Literal, get_args
 
+from pydantic import Field
+
+from ..configbase import Bool, Int, Number, Section, Str
 from ..errors import LayershareError
 
-TRAINABLE = ("lowrank", "all")
-LOSSES = ("kl", "kl+lm", "lm")
-HIDDEN = ("last", "all")
+Trainable = Literal["lowrank", "all"]
+Loss = Literal["kl", "kl+lm", "lm"]
+Hidden = Literal["last", "all"]
+TRAINABLE, LOSSES, HIDDEN = get_args(Trainable), get_args(Loss), get_args(Hidden)
 
 
-def _f(default, help: str):
-    return field(default=default, metadata={"help": help})
+class DistillConfig(Section):
+    where: ClassVar[str] = "distill"
 
-
-@dataclass
-class DistillConfig:
-    student: str | None = _f(None, "the layershare checkpoint to train (set: a distillation run)")
-    teacher: str | None = _f(None, "the dense original: transformers directory, .gguf or "
-                                   "short name")
-    trainable: str = _f("lowrank", "lowrank: only the low-rank factors, diagonals and norms "
-                                   "(shared full-rank tensors and embeddings frozen) | all")
-    loss: str = _f("kl", "kl: T^2 KL(teacher || student) | kl+lm: plus the LM loss | lm: the "
-                         "LM loss alone (plain fine-tuning; the teacher only evaluates)")
-    temperature: float = _f(1.0, "softmax temperature T of the KL term")
-    hidden: str = _f("last", "encoders: MSE on the last hidden state | all (every layer's)")
-    eval_windows: int = _f(16, "final LM test: the first N windows of the test split (0 = all)")
-    eval_seq_len: int = _f(512, "final LM test: tokens per window")
-    eval_sentences: int = _f(512, "final encoder test: test sentences for the embedding cosine")
-    baseline: bool = _f(True, "final test: also measure the student before training and the "
-                              "teacher (false: after only, for a series of runs on one student)")
+    student: Str | None = Field(None, description=(
+        "the layershare checkpoint to train (set: a distillation run)"))
+    teacher: Str | None = Field(None, description=(
+        "the dense original: transformers directory, .gguf or short name"))
+    trainable: Trainable = Field("lowrank", description=(
+        "lowrank: only the low-rank factors, diagonals and norms (shared full-rank tensors "
+        "and embeddings frozen) | all"))
+    loss: Loss = Field("kl", description=(
+        "kl: T^2 KL(teacher || student) | kl+lm: plus the LM loss | lm: the LM loss alone "
+        "(plain fine-tuning; the teacher only evaluates)"))
+    temperature: Number = Field(1.0, gt=0, description="softmax temperature T of the KL term")
+    hidden: Hidden = Field("last", description=(
+        "encoders: MSE on the last hidden state | all (every layer's)"))
+    eval_windows: Int = Field(16, ge=0, description=(
+        "final LM test: the first N windows of the test split (0 = all)"))
+    eval_seq_len: Int = Field(512, ge=2, description="final LM test: tokens per window")
+    eval_sentences: Int = Field(512, ge=2, description=(
+        "final encoder test: test sentences for the embedding cosine"))
+    baseline: Bool = Field(True, description=(
+        "final test: also measure the student before training and the teacher (false: after "
+        "only, for a series of runs on one student)"))
 
 
 def check_distill(cfg) -> None:
-    """Checks of the ``distill:`` section against the rest of the run config."""
+    """Rules of the ``distill:`` section against the rest of the run config (a
+    ``model_validator`` of :class:`~layershare.train.config.RunConfig` calls it)."""
     d = cfg.distill
     if d.student is None:
         if d != DistillConfig():
@@ -49,19 +58,6 @@ def check_distill(cfg) -> None:
         return
     if not d.teacher:
         raise LayershareError("distill.teacher is required (the dense original model)")
-    for name, allowed in (("trainable", TRAINABLE), ("loss", LOSSES), ("hidden", HIDDEN)):
-        if getattr(d, name) not in allowed:
-            raise LayershareError(f"distill.{name} must be one of {', '.join(allowed)}, "
-                                  f"got {getattr(d, name)!r}")
-    if type(d.baseline) is not bool:
-        raise LayershareError(f"distill.baseline must be true or false, got {d.baseline!r}")
-    if not (isinstance(d.temperature, (int, float)) and d.temperature > 0):
-        raise LayershareError(f"distill.temperature must be > 0, got {d.temperature!r}")
-    for name in ("eval_windows", "eval_seq_len", "eval_sentences"):
-        value = getattr(d, name)
-        if type(value) is not int or value < (0 if name == "eval_windows" else 2):
-            raise LayershareError(f"distill.{name} must be an integer >= "
-                                  f"{0 if name == 'eval_windows' else 2}, got {value!r}")
     if cfg.data.name not in ("brown", "text", "espeak-en"):
         raise LayershareError(f"distillation reads text (data.name brown or text) or speech "
                               f"(espeak-en, for Whisper), not {cfg.data.name}")

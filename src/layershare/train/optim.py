@@ -47,6 +47,5 @@ def make_optimizer(model: nn.Module, cfg: RunConfig, device: torch.device):
 
 
 def share(model: nn.Module, cfg: RunConfig) -> nn.Module:
-    s = cfg.share
-    return convert(model, method=s.method, group_size=s.group_size, rank=s.rank,
-                   strategy=s.strategy, init=s.init, diag=s.diag, matrices=list(s.matrices))
+    """Convert ``model`` with every ShareConfig key of the run's ``share:`` section."""
+    return convert(model, config=cfg.share.share_config())
