@@ -43,7 +43,7 @@ def _layer(m: int, n: int, rank: int) -> ResidualLinear:
     layer = ResidualLinear(nn.Parameter(torch.randn(m, n) / n ** 0.5), rank,
                            bias=torch.randn(m)).eval()
     with torch.no_grad():
-        layer.lora_b.normal_(std=0.02)
+        layer.lora_A.normal_(std=0.02)
         layer.diag.normal_(std=0.02)
     return layer
 
@@ -70,7 +70,7 @@ def interleaved(fns: dict, reps: int, rounds: int) -> dict[str, float]:
 
 
 def decode_variants(layer: ResidualLinear) -> dict:
-    s, a, b, d, bias = layer.shared, layer.lora_a, layer.lora_b, layer.diag, layer.bias
+    s, a, b, d, bias = layer.shared, layer.lora_B, layer.lora_A, layer.diag, layer.bias
     m, n = s.shape
     dense_w = layer.merged_weight()
     stacked_once = torch.cat([s, b])

@@ -56,7 +56,7 @@ def test_batched_equals_per_layer_outputs_and_gradients(strategy, group_size):
     logits_p, grads_p = _grads(model, x)
     torch.testing.assert_close(logits_b, logits_p, rtol=1e-5, atol=1e-5)
     assert grads_b.keys() == grads_p.keys()
-    kinds = {"shared", "lora_a", "lora_b", "diag"}
+    kinds = {"shared", "lora_B", "lora_A", "diag"}
     assert kinds <= {n.rsplit(".", 1)[-1] for n in grads_b}
     for name in grads_b:
         torch.testing.assert_close(grads_b[name], grads_p[name], rtol=1e-5, atol=1e-5,

@@ -1,6 +1,7 @@
 """save / load: each tensor once on disk, identical outputs, clear errors, atomic writes."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -208,3 +209,34 @@ def test_save_in_bf16_halves_the_file_and_loads_in_bf16(tmp_path):
         torch.testing.assert_close(p.float(), model.state_dict()[name].bfloat16().float())
     with pytest.raises(LayershareError, match="unknown dtype"):
         layershare.save(model, tmp_path / "x", dtype="int3")
+
+
+@pytest.mark.parametrize("method", ["residual", "lowrank"])
+def test_checkpoints_of_format_1_still_load(tmp_path, method):
+    """Format 1 named the factors lora_a / lora_b (residual) and basis / coeff (lowrank):
+    rewrite a format-2 checkpoint in the old names and load it back, same outputs."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    model = T.perturb(layershare.convert(T.llama(), method=method, group_size=2, rank=3))
+    new = tmp_path / "new"
+    layershare.save(model, new)
+    old = tmp_path / "old"
+    shutil.copytree(new, old)
+    back = {"lora_B": "lora_a", "lora_A": "lora_b"} if method == "residual" else \
+        {"lora_B": "basis", "lora_A": "coeff"}
+    tensors = load_file(new / "model.safetensors")
+    renamed = {}
+    for name, t in tensors.items():
+        head, _, last = name.rpartition(".")
+        renamed[f"{head}.{back[last]}" if last in back else name] = t
+    assert renamed.keys() != tensors.keys()
+    save_file(renamed, old / "model.safetensors", metadata={"format": "pt"})
+    meta = json.loads((old / "layershare.json").read_text())
+    meta["format"] = 1
+    (old / "layershare.json").write_text(json.dumps(meta))
+    x = T.inputs("llama")
+    expected = T.output(layershare.load(new), x)
+    torch.testing.assert_close(T.output(layershare.load(old), x), expected)
+    assert layershare.count(layershare.load_structure(old)) == layershare.count(model)

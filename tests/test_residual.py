@@ -55,7 +55,7 @@ def test_gradient_of_shared_weight_is_sum_over_its_layers():
     shared = nn.Parameter(torch.randn(6, 6))
     layers = [ResidualLinear(shared, rank=2) for _ in range(3)]
     for layer in layers:
-        nn.init.normal_(layer.lora_b)
+        nn.init.normal_(layer.lora_A)
     x = torch.randn(5, 6)
     h = x
     merged = []
@@ -66,7 +66,7 @@ def test_gradient_of_shared_weight_is_sum_over_its_layers():
         h = torch.tanh(torch.nn.functional.linear(h, w))
     h.sum().backward()
     torch.testing.assert_close(shared.grad, sum(w.grad for w in merged))
-    assert all(layer.lora_a.grad is not None and layer.diag.grad is not None for layer in layers)
+    assert all(layer.lora_B.grad is not None and layer.diag.grad is not None for layer in layers)
 
 
 def test_opt_in_eval_cache_hits_and_is_invalidated_by_updates():
@@ -75,10 +75,10 @@ def test_opt_in_eval_cache_hits_and_is_invalidated_by_updates():
     with torch.no_grad():
         first = layer.merged_weight()
         assert layer.merged_weight() is first  # cached
-        layer.lora_b.add_(1.0)  # an optimizer step changes a version counter
+        layer.lora_A.add_(1.0)  # an optimizer step changes a version counter
         second = layer.merged_weight()
     assert second is not first
-    torch.testing.assert_close(second, layer.shared + layer.lora_a @ layer.lora_b
+    torch.testing.assert_close(second, layer.shared + layer.lora_B @ layer.lora_A
                                + torch.diag(layer.diag))
     layer.train()
     with torch.no_grad():
@@ -119,14 +119,14 @@ def test_rank_zero_is_shared_plus_diagonal():
     for layer, w in zip(layers, weights):
         expected = shared.detach() + torch.diag(torch.diagonal(w - shared.detach()))
         torch.testing.assert_close(layer.merged_weight(), expected)
-        assert layer.lora_a.numel() == 0
+        assert layer.lora_B.numel() == 0
 
 
 def _random_layer(m, n, rank, bias=True):
     layer = ResidualLinear(nn.Parameter(torch.randn(m, n)), rank,
                            bias=torch.randn(m) if bias else None).eval()
     with torch.no_grad():
-        layer.lora_b.normal_()
+        layer.lora_A.normal_()
         layer.diag.normal_()
     return layer
 
@@ -138,7 +138,7 @@ def test_both_paths_equal_each_other_and_the_merged_weight(shape):
     with torch.no_grad():
         factored = layer._factored(x)
         merged = torch.nn.functional.linear(x, layer.merged_weight(), layer.bias)
-        expected = (x @ (layer.shared + layer.lora_a @ layer.lora_b).T + layer.bias
+        expected = (x @ (layer.shared + layer.lora_B @ layer.lora_A).T + layer.bias
                     + torch.nn.functional.pad(x[..., :min(shape)] * layer.diag,
                                               (0, max(0, shape[0] - shape[1]))))
     torch.testing.assert_close(factored, merged, atol=1e-5, rtol=1e-5)
@@ -195,7 +195,7 @@ def test_training_runs_the_merged_path_and_gradients_reach_every_part():
     assert layer.uses_merged(1)  # grad needed: always merged, whatever T
     x = torch.randn(1, 4)
     layer(x).pow(2).sum().backward()
-    for p in (layer.shared, layer.lora_a, layer.lora_b, layer.diag, layer.bias):
+    for p in (layer.shared, layer.lora_B, layer.lora_A, layer.diag, layer.bias):
         assert p.grad is not None and p.grad.abs().sum() > 0
     with torch.no_grad():
         assert not layer.uses_merged(1)  # no grad needed: T decides, even in training mode

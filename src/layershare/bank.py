@@ -1,14 +1,14 @@
 """Batched merges: every residual weight of a stack built by one batched kernel per step.
 
-A ResidualTransformer layer trains on its merged weight ``W_l = S_g(l) + A_l B_l + diag(d_l)``
+A ResidualTransformer layer trains on its merged weight ``W_l = S_g(l) + B_l A_l + diag(d_l)``
 (:mod:`layershare.residual`). Built layer by layer, that is per converted matrix and step one
 ``addmm``, a diagonal update and their backward kernels: small launches that cost more than
 their FLOPs (``benchmarks/results/profile-cuda-full.md``: 1,360 kernels against dense's 804
 per compiled GPT-2 step, for +4.7% kernel time). A *weight bank* builds, for one matrix type
 of one stack (every layer's ``c_attn``, say), all L merged weights at once:
 
-    A = stack(A_l)  (L x m x r),  B = stack(B_l)  (L x r x n),  D = stack(d_l)  (L x k)
-    W = S + A @ B   (one ``baddbmm``: with one group S is broadcast over the batch, with G
+    B = stack(B_l)  (L x m x r),  A = stack(A_l)  (L x r x n),  D = stack(d_l)  (L x k)
+    W = S + B @ A   (one ``baddbmm``: with one group S is broadcast over the batch, with G
                      groups the input is the layers' S stacked, one copy -- layers are
                      ordered by group in the bank)
     diag(W_l) += d_l  for all l at once (one in-place add on the batched diagonal: the
@@ -16,7 +16,7 @@ of one stack (every layer's ``c_attn``, say), all L merged weights at once:
     W_1 .. W_L = W.unbind(0)   (views; their backward is one ``stack``)
 
 Backward is batched the same way (a custom autograd function, :class:`_BatchedMerge`): two
-``bmm`` for A and B, one reduction over each group's K layers for S (the sum of its users'
+``bmm`` for B and A, one reduction over each group's K layers for S (the sum of its users'
 gradients), one diagonal copy for d; each layer's gradient is a view of those (the function
 is not twice differentiable, unlike the per-layer merge).
 The maths is the per-layer merge's, reordered: outputs and gradients equal the per-layer
@@ -92,14 +92,14 @@ class Bank:
             if not shared or shared[-1] is not m.shared:
                 shared.append(m.shared)
         diag = mods[0].diag is not None
-        tensors = [m.lora_a for m in mods] + [m.lora_b for m in mods]
+        tensors = [m.lora_B for m in mods] + [m.lora_A for m in mods]  # B_l (m x r), A_l (r x n)
         tensors += ([m.diag for m in mods] if diag else []) + shared
         w = _BatchedMerge.apply((len(mods), tuple(self.group_sizes), diag), *tensors)
         return w.unbind(0)
 
 
 class _BatchedMerge(torch.autograd.Function):
-    """``W_l = S_g(l) + A_l B_l + diag(d_l)`` for all l at once, forward and backward.
+    """``W_l = S_g(l) + B_l A_l + diag(d_l)`` for all l at once, forward and backward.
 
     A function of its own rather than autograd over stack/bmm/add_ because autograd would
     add, per bank and step, the backward of the in-place diagonal update (a clone of the
@@ -111,7 +111,7 @@ class _BatchedMerge(torch.autograd.Function):
     @staticmethod
     def forward(ctx, layout, *tensors):
         n, sizes, diag = layout
-        a, b = torch.stack(tensors[:n]), torch.stack(tensors[n:2 * n])
+        a, b = torch.stack(tensors[:n]), torch.stack(tensors[n:2 * n])  # B_l, A_l
         d = torch.stack(tensors[2 * n:3 * n]) if diag else None
         shared = tensors[(3 if diag else 2) * n:]
         if len(shared) == 1:

@@ -40,7 +40,12 @@ from .surgery import convert
 
 __all__ = ["save", "load", "load_structure", "read_meta", "atomic_directory", "unique_state"]
 
-FORMAT = 1
+#: 2: the factors are named ``lora_A`` / ``lora_B`` in both ResidualLinear and LowRankLinear
+#: (format 1: ``lora_a`` / ``lora_b`` and ``basis`` / ``coeff``; still read, see upgrade_names)
+FORMAT = 2
+READABLE = (1, 2)
+#: format 1 name -> format 2 name, per parameter of a converted matrix (lora_a was m x r)
+FORMAT1_NAMES = {"lora_a": "lora_B", "lora_b": "lora_A", "basis": "lora_B", "coeff": "lora_A"}
 WEIGHTS, META = "model.safetensors", "layershare.json"
 
 
@@ -148,8 +153,9 @@ def check_meta(meta, where) -> None:
     if not isinstance(meta, dict):
         raise LayershareError(f"{where}: expected a JSON object, got {type(meta).__name__}")
     _check_keys(meta, META_SCHEMA, where, required=META_SCHEMA)
-    if meta["format"] != FORMAT:
-        raise LayershareError(f"{where}: unknown checkpoint format {meta['format']!r}")
+    if meta["format"] not in READABLE:
+        raise LayershareError(f"{where}: unknown checkpoint format {meta['format']!r} (this "
+                              f"layershare reads {', '.join(map(str, READABLE))})")
     base = meta["base"]
     _check_keys(base, BASE_SCHEMA, f"{where}: base", required=("library", "class"))
     if base["library"] not in LIBRARIES:
@@ -216,6 +222,19 @@ def _stored_shapes(directory: Path) -> dict[str, tuple[int, ...]]:
         raise LayershareError(f"{directory / WEIGHTS}: corrupted or truncated ({exc})") from None
 
 
+def upgrade_names(stored: dict, expected, fmt: int) -> dict:
+    """``stored`` (name -> tensor or shape) with format-1 factor names renamed to format 2's,
+    where the model expects the new name; other names and format-2 checkpoints unchanged."""
+    if fmt != 1:
+        return stored
+    out = {}
+    for name, value in stored.items():
+        head, _, last = name.rpartition(".")
+        new = f"{head}.{FORMAT1_NAMES[last]}" if last in FORMAT1_NAMES else name
+        out[new if new in expected and name not in expected else name] = value
+    return out
+
+
 def _check_matches(directory: Path, expected: dict[str, torch.Tensor],
                    stored: dict[str, tuple[int, ...]]) -> None:
     if set(expected) != set(stored):
@@ -245,7 +264,8 @@ def load_structure(directory: str | os.PathLike, model: nn.Module | None = None)
     stored = _stored_shapes(directory)
     with torch.device("meta"):
         model = _rebuild(directory, meta, model)
-    _check_matches(directory, unique_state(model), stored)
+    expected = unique_state(model)
+    _check_matches(directory, expected, upgrade_names(stored, expected, meta["format"]))
     return model
 
 
@@ -269,12 +289,14 @@ def load(directory: str | os.PathLike, model: nn.Module | None = None,
     if model is None:
         with _parameters_on_meta():
             model = _rebuild(directory, meta, None)
+        tensors = upgrade_names(tensors, unique_state(model), meta["format"])
         _check_matches(directory, unique_state(model),
                        {k: tuple(t.shape) for k, t in tensors.items()})
         _adopt(model, tensors)
     else:
         model = _rebuild(directory, meta, model)
         expected = unique_state(model)
+        tensors = upgrade_names(tensors, expected, meta["format"])
         _check_matches(directory, expected, {k: tuple(t.shape) for k, t in tensors.items()})
         dtypes = {t.dtype for t in tensors.values() if t.dtype.is_floating_point}
         if len(dtypes) == 1:  # one floating dtype (bf16, fp32...): the model takes it;

@@ -69,9 +69,9 @@ def _role(module: nn.Module, pname: str, users: int) -> str:
     if isinstance(module, (ResidualLinear, LowRankLinear)):
         if pname == "diag":
             return "diagonal"
-        if pname == "shared" or (pname == "basis" and users > 1):
+        if pname == "shared" or (pname == "lora_B" and users > 1):  # a shared basis
             return "shared"
-        if pname in ("lora_a", "lora_b", "basis", "coeff"):
+        if pname in ("lora_A", "lora_B"):
             return "lowrank"
     return "shared" if users > 1 else "other"
 

@@ -1,4 +1,5 @@
-"""LowRankLinear: a weight factored as ``U V`` (plus an optional diagonal), U maybe shared.
+"""LowRankLinear: a weight factored as ``U V`` = ``lora_B lora_A`` (plus an optional diagonal),
+U maybe shared.
 
 LightFormer (Lu et al., Findings of ACL 2023) factors each trained weight by SVD ("SVD-based
 weight transfer": ``W ~ U_r Sigma_r V_r^T``, ``U = U_r sqrt(Sigma_r)``, ``V = sqrt(Sigma_r)
@@ -15,49 +16,42 @@ leading ``min(m, n)`` features.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .diagonal import add_diagonal, with_diagonal
+
 
 class LowRankLinear(nn.Module):
-    """A drop-in for ``nn.Linear`` computing ``x V^T U^T + d * x + b``.
+    """A drop-in for ``nn.Linear`` computing ``x A^T B^T + d * x + b``, weight ``B A``.
 
-    ``basis`` (U, m x r) may be an ``nn.Parameter`` held by several layers (shared basis);
-    ``coeff`` (V, r x n) is this layer's own.
+    Named as ResidualLinear and PEFT's LoRA name their factors: ``lora_B`` (U, m x r) may be
+    an ``nn.Parameter`` held by several layers (the shared basis); ``lora_A`` (V, r x n) is
+    this layer's own.
     """
 
-    def __init__(self, basis: nn.Parameter, coeff: Tensor, bias: Tensor | None = None,
+    def __init__(self, lora_B: nn.Parameter, lora_A: Tensor, bias: Tensor | None = None,
                  diag: Tensor | None = None, conv1d: bool = False):
         super().__init__()
-        self.out_features, self.rank = basis.shape
-        self.in_features = coeff.shape[1]
+        self.out_features, self.rank = lora_B.shape
+        self.in_features = lora_A.shape[1]
         self.conv1d = conv1d
-        self.basis = basis
-        self.coeff = nn.Parameter(coeff.detach().clone())
+        self.lora_B = lora_B
+        self.lora_A = nn.Parameter(lora_A.detach().clone())
         self.diag = None if diag is None else nn.Parameter(diag.detach().clone())
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
 
     def merged_weight(self) -> Tensor:
-        """``U V + diag(d)`` as a dense (out x in) tensor (for merging and ``.weight``)."""
-        weight = self.basis @ self.coeff
-        if self.diag is not None:  # out of place: torch.onnx.export refuses in-place ops
-            weight = torch.diagonal_scatter(weight, weight.diagonal() + self.diag)
-        return weight
+        """``B A + diag(d)`` as a dense (out x in) tensor (for merging and ``.weight``)."""
+        return with_diagonal(self.lora_B @ self.lora_A, self.diag)
 
     @property
     def weight(self) -> Tensor:
         return self.merged_weight()
 
     def forward(self, x: Tensor) -> Tensor:
-        y = F.linear(F.linear(x, self.coeff), self.basis, self.bias)
-        if self.diag is None:
-            return y
-        k = self.diag.shape[0]
-        if k == self.out_features == self.in_features:
-            return y + x * self.diag
-        # Non-square: the diagonal touches the leading k outputs from the leading k inputs.
-        return torch.cat([y[..., :k] + x[..., :k] * self.diag, y[..., k:]], dim=-1)
+        return add_diagonal(F.linear(F.linear(x, self.lora_A), self.lora_B, self.bias), x,
+                            self.diag)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

@@ -2,50 +2,44 @@
 
 ResidualTransformer (Wang & Li, ICASSP 2024, arXiv 2310.02489) writes the weight of layer ``l``
 
-    W_l = S_g(l) + A_l B_l + diag(d_l)
+    W_l = S_g(l) + B_l A_l + diag(d_l)
 
-with ``S_g`` (m x n) shared by the K layers of group ``g``, ``A_l`` (m x r), ``B_l`` (r x n)
-and ``d_l`` (min(m, n) entries on the leading diagonal) of layer ``l`` alone. The diagonal
-lifts the rank-r correction to full rank for min(m, n) parameters. Unique parameters per
-matrix: ``m n / K + r (m + n) + min(m, n)``.
+with ``S_g`` (m x n) shared by the K layers of group ``g``, ``B_l`` (m x r, ``lora_B``),
+``A_l`` (r x n, ``lora_A``; PEFT's names and order) and ``d_l`` (min(m, n) entries on the
+leading diagonal) of layer ``l`` alone. The diagonal lifts the rank-r correction to full rank
+for min(m, n) parameters. Unique parameters per matrix: ``m n / K + r (m + n) + min(m, n)``.
 
 Two exact forward paths; each call picks the cheaper one from the number of rows T of its
 input (tokens: batch x sequence):
 
-* merged: ``F.linear(x, S + A B + diag(d), b)``. Building the weight costs ``2 r m n`` FLOPs
+* merged: ``F.linear(x, S + B A + diag(d), b)``. Building the weight costs ``2 r m n`` FLOPs
   (plus writing and reading one m x n tensor), independent of T; the matmul is then the dense
   layer's ``2 T m n``.
-* factored: ``x S^T + b + (x B^T) A^T + d * x``. No m x n tensor is built; the extra cost is
+* factored: ``x S^T + b + (x A^T) B^T + d * x``. No m x n tensor is built; the extra cost is
   the two thin matmuls, ``2 T r (m + n)`` FLOPs, and ``T min(m, n)`` for the diagonal.
 
 Equal extra cost where ``2 T r (m + n) = 2 r m n``, i.e. ``T* = m n / (m + n)`` -- the rank
-cancels. For m = n = 768 that is 384 tokens, for 3072 x 768 it is 614. Below T* (decoding: one
-token per sequence per step) the factored path is cheaper, above it (prefill of long prompts,
-training batches) the merged one. The FLOP count is not the whole story on a CPU: the merge
-is a rank-r product that runs far below peak FLOP rate and writes m n floats, while the thin
-matmuls over few rows are memory-bound reads of S, A and B that the dense layer would make
-anyway. The switch is therefore ``T (m + n) >= MERGE_CROSSOVER * m n`` with the factor
-measured (``benchmarks/bench_paths.py``, results in benchmarks/results/paths.md: one thread,
-thread CPU time, r = 32, the eight matrix shapes of GPT-2 d=768 and SmolLM2-135M): merged
-overtakes factored between 0.83 and 1.78 T*, median 1.22; near the crossover the two are
-within ~5% of each other, so the exact factor matters little.
+cancels. Below T* (decoding: one token per sequence per step) the factored path is cheaper,
+above it (prefill of long prompts, training batches) the merged one. The FLOP count is not the
+whole story on a CPU: the merge is a rank-r product that runs far below peak FLOP rate and
+writes m n floats, while the thin matmuls over few rows are memory-bound reads of S, A and B
+that the dense layer would make anyway. The switch is therefore ``T (m + n) >=
+MERGE_CROSSOVER * m n`` with the factor measured by ``benchmarks/bench_paths.py`` (results
+and the alternatives tried for the factored path: benchmarks/results/paths.md); near the
+crossover the two paths cost about the same, so the exact factor matters little.
 
 The factored path is two ``addmm`` (the bias fused into the first, the low-rank term added
-into the first's output) and one ``addcmul`` for the diagonal, all out of place. Measured per
-decode step (same file), against the dense layer's one matmul: the naive three-matmul form
-1.15-1.75x, this fused form 1.18-1.67x (no clear gain: at one row the calls cost the same
-whatever they fuse), ``[S; B]`` stacked per call 2.8-3.3x (the stack copies the shared S), and
-stacked once in advance 0.91-1.33x -- which needs a dense copy of S in every layer, the memory
-this design exists to save. What this costs a whole model at decode is measured in
-benchmarks/results/inference.md.
+into the first's output) and one ``addcmul`` for the diagonal, all out of place. Stacking
+``[S; B]`` would save a call but copies the shared S (per call) or keeps a dense copy of it in
+every layer (in advance) -- the memory this design exists to save. What the paths cost a whole
+model at decode: benchmarks/results/inference.md.
 
 Gradients: whenever a gradient is needed (grad mode on and any of S, A, B, d trainable) the
-merged path runs, as before: its backward is one dense weight gradient that flows to S, A,
-B, d through the merge, where the factored path would need three activation-sized matmul
-pairs (0.46x dense training speed on an H100). No merged weight outlives its forward, so at
-most one converted matrix's dense weight is alive at a time. The old per-layer cache of
-merged weights is an opt-in (:func:`set_cache_merged`, ``layershare.load(dir,
-cache_merged=True)``): it trades memory for prefill speed.
+merged path runs: its backward is one dense weight gradient that flows to S, A, B, d through
+the merge, where the factored path would need three activation-sized matmul pairs. No merged
+weight outlives its forward, so at most one converted matrix's dense weight is alive at a
+time. The old per-layer cache of merged weights is an opt-in (:func:`set_cache_merged`,
+``layershare.load(dir, cache_merged=True)``): it trades memory for prefill speed.
 """
 
 from __future__ import annotations
@@ -56,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .diagonal import add_diagonal, with_diagonal
 from .svd import truncated_svd
 
 #: The merged path runs when ``T (m + n) >= MERGE_CROSSOVER * m n`` (T rows in the call,
@@ -65,7 +60,10 @@ MERGE_CROSSOVER = 1.25
 
 
 class ResidualLinear(nn.Module):
-    """A drop-in for ``nn.Linear`` whose weight is ``shared + lora_a @ lora_b + diag(diag)``.
+    """A drop-in for ``nn.Linear`` whose weight is ``shared + lora_B @ lora_A + diag(diag)``.
+
+    The factors are named as PEFT's LoRA names them: ``lora_A`` (r x in) reads the input,
+    ``lora_B`` (out x r) writes the output, so the low-rank term is ``B A``.
 
     ``shared`` is an ``nn.Parameter`` that the other layers of the group hold too (the same
     object), so its gradient is the sum of the group's gradients. ``conv1d`` records that the
@@ -81,11 +79,13 @@ class ResidualLinear(nn.Module):
         self.conv1d = conv1d
         kw = dict(device=shared.device, dtype=shared.dtype)
         self.shared = shared
-        # From scratch (LoRA's choice): A random, B = 0, so the layer starts equal to S.
-        self.lora_a = nn.Parameter(torch.empty(out_features, rank, **kw))
+        # From scratch: one factor random, the other zero, so the layer starts equal to S
+        # and both factors receive gradients after the first step. (PEFT zeroes B and draws
+        # A; here B is drawn and A is zero -- the same start, kept so that runs reproduce.)
+        self.lora_B = nn.Parameter(torch.empty(out_features, rank, **kw))
         if rank > 0:  # rank 0 (no low-rank term) is the shared + diagonal ablation
-            nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
-        self.lora_b = nn.Parameter(torch.zeros(rank, in_features, **kw))
+            nn.init.kaiming_uniform_(self.lora_B, a=math.sqrt(5))
+        self.lora_A = nn.Parameter(torch.zeros(rank, in_features, **kw))
         self.diag = nn.Parameter(torch.zeros(min(out_features, in_features), **kw)) if diag else None
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
         self.cache_merged = False  # opt-in: set_cache_merged(model, True)
@@ -97,15 +97,15 @@ class ResidualLinear(nn.Module):
     def fit(self, weight: Tensor) -> "ResidualLinear":
         """Set A, B, d so that the merged weight approximates ``weight`` (m x n) best.
 
-        ``A B`` = rank-r truncated SVD of ``weight - S``; ``d`` = the diagonal of what remains.
+        ``B A`` = rank-r truncated SVD of ``weight - S``; ``d`` = the diagonal of what remains.
         At full rank (r = min(m, n)) the merged weight equals ``weight`` up to round-off.
         """
         delta = weight.to(self.shared) - self.shared
         if self.rank > 0:
-            a, b = truncated_svd(delta, self.rank)
-            self.lora_a.copy_(a)
-            self.lora_b.copy_(b)
-            delta = delta - a @ b
+            b, a = truncated_svd(delta, self.rank)  # (m x r) and (r x n)
+            self.lora_B.copy_(b)
+            self.lora_A.copy_(a)
+            delta = delta - b @ a
         if self.diag is not None:
             self.diag.copy_(torch.diagonal(delta))
         return self
@@ -125,7 +125,7 @@ class ResidualLinear(nn.Module):
         return torch.is_grad_enabled() and any(p.requires_grad for p in self._weight_params())
 
     def merged_weight(self) -> Tensor:
-        """``S + A B + diag(d)`` as an (out x in) tensor, built afresh (functional ops only).
+        """``S + B A + diag(d)`` as an (out x in) tensor, built afresh (functional ops only).
 
         Cached only with the opt-in cache (:func:`set_cache_merged`) in eval mode without
         grad, rebuilt when a parameter changes (tensor version counters tell). The merge runs
@@ -150,13 +150,10 @@ class ResidualLinear(nn.Module):
         return weight
 
     def _merge(self) -> Tensor:
-        weight = torch.addmm(self.shared, self.lora_a, self.lora_b)
-        if self.diag is not None:  # out of place: torch.onnx.export refuses in-place ops
-            weight = torch.diagonal_scatter(weight, weight.diagonal() + self.diag)
-        return weight
+        return with_diagonal(torch.addmm(self.shared, self.lora_B, self.lora_A), self.diag)
 
     def _weight_params(self) -> list[Tensor]:
-        return [p for p in (self.shared, self.lora_a, self.lora_b, self.diag) if p is not None]
+        return [p for p in (self.shared, self.lora_B, self.lora_A, self.diag) if p is not None]
 
     @property
     def weight(self) -> Tensor:
@@ -178,35 +175,17 @@ class ResidualLinear(nn.Module):
         return self._factored(x)
 
     def _factored(self, x: Tensor) -> Tensor:
-        """``x S^T + b + (x B^T) A^T + d * x`` over 2-D rows: two addmm and one addcmul."""
+        """``x S^T + b + (x A^T) B^T + d * x`` over 2-D rows: two addmm and one addcmul."""
         shape = x.shape
         x2 = x.reshape(-1, self.in_features)
         y = F.linear(x2, self.shared, self.bias)  # one addmm: bias fused
-        y = torch.addmm(y, F.linear(x2, self.lora_b), self.lora_a.t())
-        if self.diag is not None:
-            y = _add_diagonal(y, x2, self.diag)
+        y = torch.addmm(y, F.linear(x2, self.lora_A), self.lora_B.t())
+        y = add_diagonal(y, x2, self.diag)
         return y.reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"rank={self.rank}, diag={self.diag is not None}, bias={self.bias is not None}")
-
-
-def _add_diagonal(y: Tensor, x: Tensor, d: Tensor) -> Tensor:
-    """``y + x diag(d)^T`` for 2-D ``y`` (N x m), ``x`` (N x n): ``d`` on the leading diagonal.
-
-    Out of place (export-friendly). Under autocast ``y`` is in the low-precision dtype: ``x``
-    and ``d`` follow it so that the output dtype is the merged path's.
-    """
-    if x.dtype != y.dtype:
-        x, d = x.to(y.dtype), d.to(y.dtype)
-    k = d.shape[0]
-    m, n = y.shape[-1], x.shape[-1]
-    if m == n:
-        return torch.addcmul(y, x, d)
-    if m < n:  # more inputs than outputs: the diagonal reads the leading m inputs
-        return torch.addcmul(y, x[:, :k], d)
-    return torch.cat([torch.addcmul(y[:, :k], x, d), y[:, k:]], dim=-1)
 
 
 def set_path(model: nn.Module, path: str | None) -> nn.Module:

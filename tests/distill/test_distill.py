@@ -61,7 +61,7 @@ def test_lowrank_freezes_shared_tensors_and_gives_them_no_optimizer_state(tmp_pa
     by_name = dict(student.named_parameters())
     frozen = {n for n, p in by_name.items() if not p.requires_grad}
     assert shared and all(not p.requires_grad for p in student.parameters() if id(p) in shared)
-    assert any("lora_a" in n for n in by_name if n not in frozen)
+    assert any("lora_B" in n for n in by_name if n not in frozen)
     assert any("norm" in n for n in by_name if n not in frozen)
     assert "model.embed_tokens.weight" in frozen
     assert counts["trainable_params"] > 0 and counts["frozen_params"] > counts["trainable_params"]

@@ -32,7 +32,7 @@ META = {  # variant -> (new layershare.json text, words of the one line)
     "class-mismatch": ("base.class=BertModel", "does not fit"),
     "class-unknown": ("base.class=os.system", "unknown transformers class"),
     "library": ("base.library=pickle", "base library"),
-    "format": ("format=2", "unknown checkpoint format"),
+    "format": ("format=3", "unknown checkpoint format"),
 }
 
 
@@ -48,8 +48,8 @@ def _mutate(meta: dict, how: str) -> dict:
     elif how.startswith("base."):
         key, value = how[5:].split("=")
         meta["base"][key] = value
-    elif how == "format=2":
-        meta["format"] = 2
+    elif how == "format=3":
+        meta["format"] = 3
     return meta
 
 
@@ -131,7 +131,7 @@ CONFIGS = {  # a --config file's bytes, or --set values -> words of the one line
     "diag-no": (['share.diag="no"'], "share.diag must be true or false"),
     "steps-string": (['train.steps="4"'], "train.steps must be an integer"),
     "unknown": (["train.speed=3"], "unknown config key 'train.speed'"),
-    "section-list": (["model=[1, 2]"], "model: expected a mapping"),
+    "section-list": (["model=[1, 2]"], "model must be a mapping"),
     "section-list-yaml": ("model: [1, 2]\n", "'model' is not a section"),
 }
 

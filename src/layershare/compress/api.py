@@ -92,8 +92,8 @@ class CalibratedFit(DataFreeFit):
         delta = weight.double() - module.shared.double()
         if module.rank > 0:
             a, b = whitened_factors(delta, G, module.rank)
-            module.lora_a.copy_(a)
-            module.lora_b.copy_(b)
+            module.lora_B.copy_(a)  # (m x r)
+            module.lora_A.copy_(b)  # (r x n)
             delta = delta - a.double() @ b.double()
         if module.diag is not None:
             module.diag.copy_(best_diagonal(delta, G))

@@ -20,9 +20,9 @@ features of espeak-en utterances (train/distill_speech.py).
 The teacher runs in eval mode under ``no_grad`` (bf16 weights on CUDA), one batch at a time:
 its logits or hidden states are never stored for the data set.
 
-``trainable: lowrank`` trains the low-rank parts only -- ResidualLinear's ``lora_a``,
-``lora_b``, ``diag`` (and bias); every LowRankLinear parameter (its factors ``basis``,
-``coeff``, diagonal, bias; with Basis Sharing the basis is a shared *low-rank* factor) -- and
+``trainable: lowrank`` trains the low-rank parts only -- ResidualLinear's ``lora_A``,
+``lora_B``, ``diag`` (and bias); every LowRankLinear parameter (its factors ``lora_B``,
+``lora_A``, diagonal, bias; with Basis Sharing the basis is a shared *low-rank* factor) -- and
 the norms. Frozen: the shared full-rank matrices (ResidualLinear ``shared``, tied layers),
 embeddings and the LM head, and any matrix left dense. Frozen tensors have
 ``requires_grad=False``, so the trainer's optimizer (built from those that require grad)
@@ -43,8 +43,8 @@ from ..lowrank import LowRankLinear
 from ..residual import ResidualLinear
 from .tasks import LMTask, Task, to_device
 
-LOWRANK_PARAMS = {ResidualLinear: ("lora_a", "lora_b", "diag", "bias"),
-                  LowRankLinear: ("basis", "coeff", "diag", "bias")}
+LOWRANK_PARAMS = {ResidualLinear: ("lora_A", "lora_B", "diag", "bias"),
+                  LowRankLinear: ("lora_A", "lora_B", "diag", "bias")}
 
 
 def kl_divergence(student_logits: Tensor, teacher_logits: Tensor,
