@@ -33,9 +33,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_core import PRESETS, Runner, device_name, interleaved, paired_ratio, write_atomic  # noqa: E402
-
 import torch  # noqa: E402
+from bench_core import PRESETS, Runner, device_name, interleaved, paired_ratio, write_atomic  # noqa: E402
 from torch.profiler import ProfilerActivity, profile, record_function  # noqa: E402
 
 VARIANTS = ("dense", "residual", "batched")

@@ -27,10 +27,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_core import PRESETS, build, device_name, write_atomic  # noqa: E402
-
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
+from bench_core import PRESETS, build, device_name, write_atomic  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
 from layershare.train.fsdp import shard  # noqa: E402

@@ -114,10 +114,8 @@ def child(directory: str, cache: bool) -> None:
     import transformers  # noqa: F401  (imports count in the baseline, as for any user)
 
     import layershare
-    from layershare.checkpoint import unique_state
+    from layershare.checkpoint import read_meta, unique_state
     from layershare.infer import peak_rss_bytes, reset_peak_rss, rss_bytes, timed_generate
-
-    from layershare.checkpoint import read_meta
     getattr(transformers, read_meta(directory)["base"]["class"])  # its lazy module: ~95 MiB
     import transformers.generation.utils  # noqa: F401
     with torch.no_grad():  # initialise the matmul runtime outside the measurement

@@ -51,8 +51,7 @@ def layer_params(config: str, model_over: dict, share: dict | None) -> int:
     """Unique parameters of the layer stacks of ``config``'s model with ``model_over``
     applied and converted by ``share`` (None: dense), counted by layershare.count."""
     import layershare
-    from layershare.models import (EncoderClassifier, EncoderClassifierConfig, Seq2Seq,
-                                   Seq2SeqConfig)
+    from layershare.models import EncoderClassifier, EncoderClassifierConfig, Seq2Seq, Seq2SeqConfig
 
     m = {**base_model(config), **model_over}
     common = dict(vocab_size=1000, d_model=m["d_model"], n_heads=m["heads"],

@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import PRESETS, Runner  # noqa: E402
-
 import torch  # noqa: E402
+from bench_core import PRESETS, Runner  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 

@@ -7,10 +7,9 @@ are made once, lazily, by the ``onnx_exports`` fixture (tests/conftest.py).
 import os
 
 import pytest
+import tiny_models as T
 
 import layershare
-
-import tiny_models as T
 
 #: name -> (builder, convert options); shared tensors in each: residual S, a shared basis U
 CASES = {
@@ -25,7 +24,7 @@ INT8_TOLERANCE = 2e-2  # int8 vs fp32 PyTorch: max |difference| / max |output|
 def require_onnx():
     """Skip without the [onnx] extra, unless CI installed it (then a missing one fails)."""
     if "onnx" in os.environ.get("LAYERSHARE_EXTRAS", "").split(","):
-        import onnx, onnxruntime, onnxscript  # noqa: E401,F401
+        import onnx  # noqa: E401,F401
         return
     for name in ("onnx", "onnxruntime", "onnxscript"):
         pytest.importorskip(name)

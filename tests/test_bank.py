@@ -6,12 +6,11 @@ import warnings
 
 import pytest
 import torch
+from tiny_models import VOCAB, gpt2, torch_encoder
 
 import layershare
 from layershare import bank
 from layershare.residual import ResidualLinear
-
-from tiny_models import VOCAB, gpt2, torch_encoder
 
 
 def _residual(strategy="sequence", group_size=2, **kw):

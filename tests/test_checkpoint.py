@@ -4,12 +4,11 @@ import json
 import shutil
 
 import pytest
+import tiny_models as T
 import torch
 
 import layershare
 from layershare import LayershareError
-
-import tiny_models as T
 
 CASES = [("gpt2", "residual"), ("llama", "lowrank"), ("bert", "tied"), ("whisper", "residual"),
          ("llama", "residual")]

@@ -5,13 +5,12 @@ import subprocess
 import sys
 
 import pytest
+import tiny_models as T
 import torch
 import transformers
 
 import layershare
 from layershare.cli import main
-
-import tiny_models as T
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,11 @@
 """``layershare generate`` on causal LMs: text, timings and memory; one-line errors."""
 
 import pytest
+import tiny_models as T
 import transformers
 
 import layershare
 from layershare.cli import main
-
-import tiny_models as T
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,11 @@ one-line LayershareError; the public behaviour (keywords, to_dict, defaults) of 
 dataclass it replaced."""
 
 import pytest
+import tiny_models as T
 
 import layershare
 from layershare import ShareConfig
 from layershare.errors import LayershareError
-
-import tiny_models as T
 
 KEYS = ["method", "group_size", "rank", "strategy", "init", "diag", "matrices", "tie_other",
         "stack", "linears", "ranks", "stacks"]

@@ -1,10 +1,9 @@
 """count: closed-form parameter counts, each tensor once."""
 
 import pytest
+import tiny_models as T
 
 import layershare
-
-import tiny_models as T
 
 # tiny llama: d=32, ffn 48, 4 heads of 8, 2 kv heads -> k, v are 16 x 32; 4 layers
 LLAMA_MATRICES = [(32, 32), (16, 32), (16, 32), (32, 32), (48, 32), (48, 32), (32, 48)]

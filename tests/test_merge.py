@@ -1,6 +1,7 @@
 """merge: back to a plain dense model of the original class, same outputs."""
 
 import pytest
+import tiny_models as T
 import torch
 import transformers
 from torch import nn
@@ -9,8 +10,6 @@ import layershare
 from layershare.errors import LayershareError
 from layershare.lowrank import LowRankLinear
 from layershare.residual import ResidualLinear
-
-import tiny_models as T
 
 
 def _out(model, name):

@@ -1,10 +1,10 @@
 """The public functions: convert, compress, distill and export at the top level."""
 
 import pytest
+import tiny_models as T
 import torch
 
 import layershare
-import tiny_models as T
 
 
 def test_top_level_functions_are_the_implementations():

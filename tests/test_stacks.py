@@ -3,11 +3,11 @@
 import json
 
 import pytest
+import tiny_models as T
 import torch
 from torch import nn
 
 import layershare
-import tiny_models as T
 from layershare.cli import main
 from layershare.errors import LayershareError
 from layershare.residual import ResidualLinear

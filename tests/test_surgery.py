@@ -1,6 +1,7 @@
 """convert on every supported architecture: exactness, sharing semantics, generation."""
 
 import pytest
+import tiny_models as T
 import torch
 from torch import nn
 
@@ -8,8 +9,6 @@ import layershare
 from layershare import LayershareError
 from layershare.lowrank import LowRankLinear
 from layershare.residual import ResidualLinear
-
-import tiny_models as T
 
 ARCHS = list(T.BUILDERS)
 HF_GENERATIVE = ["gpt2", "llama", "whisper"]

@@ -5,10 +5,10 @@ With ``init=first`` the first layer of every group IS the shared weight, so its 
 larger rank has zero singular values too."""
 
 import pytest
+import tiny_models as T
 import torch
 
 import layershare
-import tiny_models as T
 from layershare.svd import truncated_svd
 
 

@@ -15,7 +15,6 @@ else through ``convert(model, stack=..., linears=...)``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
 from .errors import LayershareError

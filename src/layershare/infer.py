@@ -16,8 +16,12 @@ import time
 
 import torch
 
-from .measure import (GenerationTiming, peak_rss_bytes, reset_peak_rss,  # noqa: F401
-                      rss_bytes)  # re-exported: benchmarks and the CLI read them here
+from .measure import (  # noqa: F401
+    GenerationTiming,
+    peak_rss_bytes,
+    reset_peak_rss,
+    rss_bytes,  # re-exported: benchmarks and the CLI read them here
+)
 
 
 def timed_generate(model, input_ids: torch.Tensor, max_new_tokens: int, exact: bool = False,

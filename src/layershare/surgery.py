@@ -8,7 +8,6 @@ LowRankLinear; for ``tied`` the layer's parameters *are* the source layer's para
 from __future__ import annotations
 
 import copy
-
 from dataclasses import dataclass
 
 import torch

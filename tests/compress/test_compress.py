@@ -3,10 +3,10 @@
 import copy
 
 import pytest
+import tiny_models as T
 import torch
 
 import layershare
-import tiny_models as T
 from layershare.compress import compress
 from layershare.compress.budget import matrix_params, spectrum_ranks, uniform_rank
 from layershare.compress.calibrate import GramCollector

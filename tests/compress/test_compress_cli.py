@@ -3,11 +3,11 @@
 import json
 
 import pytest
+import tiny_models as T
 import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 import layershare
-import tiny_models as T
 from layershare.cli import main
 
 TEXT = "\n".join(f"the {a} saw {b} dogs near the {c} river today" for a, b, c in

@@ -8,11 +8,11 @@ tests need neither espeak-ng nor the registries.
 import copy
 
 import pytest
+import speech_helpers as S
+import tiny_models as T
 import torch
 
 import layershare
-import speech_helpers as S
-import tiny_models as T
 from layershare.cli import main
 from layershare.compress import compress
 from layershare.compress.calibrate import GramCollector

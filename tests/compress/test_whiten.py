@@ -4,8 +4,15 @@ the diagonal's closed form against brute-force least squares."""
 import pytest
 import torch
 
-from layershare.compress.whiten import (best_diagonal, gram_root, original_target, whitened_basis,
-                                        whitened_error, whitened_factors, whitened_spectrum)
+from layershare.compress.whiten import (
+    best_diagonal,
+    gram_root,
+    original_target,
+    whitened_basis,
+    whitened_error,
+    whitened_factors,
+    whitened_spectrum,
+)
 from layershare.svd import shared_basis, truncated_svd
 
 

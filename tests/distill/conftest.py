@@ -1,9 +1,8 @@
 """Fixtures of the distillation tests: tiny teacher/student pairs (distill_helpers.py)."""
 
 import pytest
-from distill_helpers import bert_nodrop, make
-
 import tiny_models as T
+from distill_helpers import bert_nodrop, make
 
 
 @pytest.fixture(scope="session")

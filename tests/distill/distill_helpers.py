@@ -7,11 +7,11 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import tiny_models as T
 import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 
 import layershare
-import tiny_models as T
 
 WORDS = "the old young tall small cat dog saw ran near wide cold river three five".split()
 TEXT = [" ".join(WORDS[(7 * i + 3 * j) % len(WORDS)] for j in range(5 + i % 4))

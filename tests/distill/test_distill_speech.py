@@ -4,9 +4,9 @@
 import json
 
 import pytest
+import speech_helpers as S
 import torch
 
-import speech_helpers as S
 from layershare.cli import main
 from layershare.evaluate.wer import load_speech_model
 

@@ -8,8 +8,15 @@ import torch
 from dlt_helpers import tiny_lm
 
 import layershare
-from layershare.dlt import (DLTConfig, DLTController, TiedStack, epsilon_at, plot_heatmap,
-                            read_log, reward_from_loss)
+from layershare.dlt import (
+    DLTConfig,
+    DLTController,
+    TiedStack,
+    epsilon_at,
+    plot_heatmap,
+    read_log,
+    reward_from_loss,
+)
 
 KEYS = {"episode", "step", "layer", "action", "state", "reward", "epsilon"}
 

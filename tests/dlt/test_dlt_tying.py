@@ -1,12 +1,12 @@
 """Whole-block tying through shared Parameter objects; untying is a real copy; save/load."""
 
 import pytest
+import tiny_models
 import torch
 from dlt_helpers import tiny_lm
 from torch import nn
 
 import layershare
-import tiny_models
 from layershare.dlt import TiedStack, roots
 from layershare.dlt import save as dlt_save
 from layershare.errors import LayershareError

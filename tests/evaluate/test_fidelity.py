@@ -2,11 +2,11 @@
 
 import copy
 
+import tiny_models as T
 import torch
 import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-import tiny_models as T
 from layershare.evaluate.fidelity import embedding_cosine, probe_accuracy, probe_subsets
 
 WORDS = ["red apple", "green pear", "blue sky", "dark sea", "tall tree", "small stone"]

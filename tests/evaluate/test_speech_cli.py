@@ -5,9 +5,9 @@ import wave
 
 import numpy as np
 import pytest
-
 import speech_helpers as S
 import tiny_models as T
+
 from layershare.cli import main
 from layershare.data import librivox
 from layershare.data.store import write_manifest

@@ -4,14 +4,19 @@ import shutil
 
 import numpy as np
 import pytest
+import speech_helpers as S
 import torch
 
 import layershare
-import speech_helpers as S
 from layershare.data.audio import Utterance
 from layershare.errors import LayershareError
-from layershare.evaluate.wer import (encoder_params, evaluate_wer, load_speech_model, transcribe,
-                                     word_errors)
+from layershare.evaluate.wer import (
+    encoder_params,
+    evaluate_wer,
+    load_speech_model,
+    transcribe,
+    word_errors,
+)
 
 pytest.importorskip("jiwer", reason="jiwer is missing: pip install 'layershare[speech]'")
 

@@ -4,8 +4,8 @@ runner that calls the command line in this process and returns (exit status, std
 from __future__ import annotations
 
 import pytest
-
 import tiny_models as T
+
 from layershare.cli import main
 
 

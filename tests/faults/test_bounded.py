@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 import pytest
+import tiny_models as T
 import transformers
 from fault_helpers import ROOT, SRC
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-import tiny_models as T
 from layershare.data.windows import read_text, token_windows
 
 LINE = "the {} saw {} dogs near the {} river today"

@@ -22,10 +22,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import tiny_models as T
 from fault_helpers import assert_one_line, run_module, snapshot, text_files, train_sets
 
 import layershare
-import tiny_models as T
 
 WRITERS = ("convert", "merge", "train", "data-prepare", "save")
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import speech_helpers as S
 from fault_helpers import assert_one_line, snapshot
 
-import speech_helpers as S
 from layershare.formats.ctranslate2 import write_model
 
 

@@ -11,9 +11,8 @@ import shutil
 import struct
 
 import pytest
-from fault_helpers import assert_one_line, run_module, snapshot
-
 import tiny_models as T
+from fault_helpers import assert_one_line, run_module, snapshot
 
 COMPRESS = ["--method", "tied", "--keep", "0.5", "--calib", "none", "--quiet"]
 

@@ -5,11 +5,11 @@ and one line, and the user's files are byte-identical afterwards."""
 from __future__ import annotations
 
 import pytest
+import tiny_models as T
 import torch
 from fault_helpers import assert_one_line, snapshot, text_files, train_sets
 
 import layershare
-import tiny_models as T
 from layershare.errors import LayershareError
 
 COMMANDS = ("convert", "compress", "merge", "train", "data-prepare")

@@ -8,11 +8,10 @@ import json
 import shutil
 
 import pytest
+import tiny_models as T
 import transformers
 from fault_helpers import assert_one_line, snapshot
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-import tiny_models as T
 
 TEXT = "\n".join(f"the {a} saw {b} dogs near the {c} river today" for a, b, c in
                  zip(["old", "young", "tall", "small"] * 30, ["three", "five", "nine"] * 40,

@@ -13,10 +13,10 @@ import pickle
 import warnings
 
 import pytest
+import tiny_models as T
 import torch
 from fault_helpers import assert_one_line, snapshot
 
-import tiny_models as T
 from layershare import convert, load, save
 from layershare.errors import LayershareError
 

@@ -7,12 +7,11 @@ import os
 import numpy as np
 import pytest
 import torch
+from onnx_helpers import INT8_TOLERANCE
 
 from layershare.checkpoint import unique_state
 from layershare.cli import main
 from layershare.errors import LayershareError
-
-from onnx_helpers import INT8_TOLERANCE
 
 TOL = 1e-4  # fp32: ORT against PyTorch, absolute, on logits / hidden states
 

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from onnx_helpers import require_onnx
 
 

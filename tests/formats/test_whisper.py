@@ -4,10 +4,10 @@ import json
 
 import numpy as np
 import pytest
+import speech_helpers as S
 import torch
 import transformers
 
-import speech_helpers as S
 from layershare.errors import LayershareError
 from layershare.formats import whisper as W
 from layershare.formats.ctranslate2 import read_model, write_model

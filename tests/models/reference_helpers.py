@@ -3,8 +3,14 @@
 import torch
 
 import layershare
-from layershare.models import (DecoderLM, DecoderLMConfig, EncoderClassifier,
-                               EncoderClassifierConfig, Seq2Seq, Seq2SeqConfig)
+from layershare.models import (
+    DecoderLM,
+    DecoderLMConfig,
+    EncoderClassifier,
+    EncoderClassifierConfig,
+    Seq2Seq,
+    Seq2SeqConfig,
+)
 
 VOCAB = 24
 SMALL = dict(vocab_size=VOCAB, d_model=32, n_heads=4, d_ff=48, max_len=48, dropout=0.0)

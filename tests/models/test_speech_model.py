@@ -8,9 +8,17 @@ import torch
 import layershare
 from layershare.errors import LayershareError
 from layershare.models import build_model
-from layershare.models.speech import (CHARS, SpeechEncoder, SpeechEncoderConfig, beam_decode,
-                                      decode_ids, encode_text, greedy_decode, normalize_text,
-                                      subsampled)
+from layershare.models.speech import (
+    CHARS,
+    SpeechEncoder,
+    SpeechEncoderConfig,
+    beam_decode,
+    decode_ids,
+    encode_text,
+    greedy_decode,
+    normalize_text,
+    subsampled,
+)
 
 
 def tiny(**kw):

@@ -20,7 +20,7 @@ from layershare.train.trainer import Trainer  # noqa: E402
 def asr_sets(data_dir, **train_kw):
     t = {"steps": 30, "batch_size": 1, "bucket_frames": 1200, "lr": 3e-3, "warmup": 3,
          "eval_every": 10, "save_every": 5, "log_every": 5, "eval_batches": 0, **train_kw}
-    return ([f"data.name=espeak-asr", f"data.dir={data_dir}", "model.layers=2",
+    return (["data.name=espeak-asr", f"data.dir={data_dir}", "model.layers=2",
              "model.d_model=32", "model.heads=2", "model.conv_channels=8", "model.dropout=0.0"]
             + [f"train.{k}={v}" for k, v in t.items()])
 

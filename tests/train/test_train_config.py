@@ -9,12 +9,17 @@ import yaml
 from layershare.config import ShareConfig
 from layershare.dlt import DLTConfig
 from layershare.errors import LayershareError
-from layershare.train.config import (RunConfig, config_from_dict, describe, load_config,
-                                     read_run_config, set_dotted)
+from layershare.train.config import (
+    RunConfig,
+    config_from_dict,
+    describe,
+    load_config,
+    read_run_config,
+    set_dotted,
+)
 from layershare.train.distill_config import DistillConfig
 from layershare.train.rundir import same_run
-from layershare.train.sections import (DataConfig, EvalConfig, ModelConfig, ShareSection,
-                                       TrainConfig)
+from layershare.train.sections import DataConfig, EvalConfig, ModelConfig, ShareSection, TrainConfig
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,

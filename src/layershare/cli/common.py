@@ -6,10 +6,9 @@ import argparse
 from pathlib import Path
 
 from ..arch import KINDS
-from ..config import STACKS
+from ..config import INITS, STACKS
 from ..errors import LayershareError
 from ..plan import STRATEGIES
-from ..config import INITS
 
 
 def strategy_arg(text: str):

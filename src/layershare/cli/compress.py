@@ -116,7 +116,6 @@ def cmd_compress(args) -> None:
     from ..formats.hub import auto_tokenizer, from_local
     from ..formats.lazy import LazyModel, can_open_lazily, release_large_frees
     from ..formats.pretrained import resolve
-
     from ..outputs import check_out
 
     if args.rank is not None and args.rank < 0:

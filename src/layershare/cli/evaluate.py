@@ -47,10 +47,9 @@ def cmd_eval(args) -> None:
         task = build_task(cfg, path, progress=False, setup=False)
         print(json.dumps(split_metrics(task, model, args.split, device, path, autocast), indent=2))
         return
+    from .. import limits
     from ..data.windows import read_text, token_windows
     from ..evaluate.perplexity import lm_quality, protocol
-
-    from .. import limits
 
     if args.windows < 0 or args.batch_size < 1:
         raise LayershareError("--windows must be >= 0 and --batch-size >= 1")

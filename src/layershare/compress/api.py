@@ -43,8 +43,7 @@ from . import budget
 from .allocate import spectrum_allocation
 from .calibrate import CrossGramCollector, GramCollector
 from .sequential import Activations, blocks, capture_inputs, run_layer
-from .whiten import (best_diagonal, original_target, whitened_basis, whitened_error,
-                     whitened_factors)
+from .whiten import best_diagonal, original_target, whitened_basis, whitened_error, whitened_factors
 
 ALLOCATIONS = ("uniform", "spectrum")
 TARGETS = ("original", "local")

@@ -21,6 +21,7 @@ from pathlib import Path
 from ..errors import LayershareError, first_line
 from ..formats.gate import admit, file_inside
 from ..formats.onnx import META, ONNX_FILE
+
 TASKS = ("causal-lm", "encoder")
 CAUSAL_INPUTS = ("input_ids", "attention_mask", "position_ids")
 

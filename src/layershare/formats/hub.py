@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from ..errors import LayershareError, first_line

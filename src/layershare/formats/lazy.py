@@ -31,9 +31,8 @@ import struct
 from pathlib import Path
 
 import torch
-from torch import nn
-
 from safetensors import SafetensorError, safe_open
+from torch import nn
 
 from ..errors import LayershareError, first_line
 from .gate import INDEX, NO_REMOTE_CODE, SINGLE, admit, no_prompt, safetensors_files

@@ -30,8 +30,17 @@ from ..configbase import describe as describe_model
 from ..dlt.config import DLTConfig
 from ..errors import LayershareError, first_line
 from .distill_config import DistillConfig, check_distill
-from .sections import (ARCHS, SCHEDULES, SHARE_METHODS, TASKS, DataConfig, EvalConfig,
-                       ModelConfig, ShareSection, TrainConfig)
+from .sections import (
+    ARCHS,
+    SCHEDULES,
+    SHARE_METHODS,
+    TASKS,
+    DataConfig,
+    EvalConfig,
+    ModelConfig,
+    ShareSection,
+    TrainConfig,
+)
 
 __all__ = ["RunConfig", "load_config", "config_from_dict", "read_run_config", "describe",
            "set_dotted", "read_yaml", "TASKS", "ARCHS", "SCHEDULES", "SHARE_METHODS",

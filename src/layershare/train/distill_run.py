@@ -47,8 +47,15 @@ import torch
 
 from .. import save
 from ..formats.hub import save_tokenizer, tokenizer_files
-from .distill import (DistillEncoderTask, DistillLMTask, check_pair, is_lm, load_student,
-                      read_distill_splits, select_trainable)
+from .distill import (
+    DistillEncoderTask,
+    DistillLMTask,
+    check_pair,
+    is_lm,
+    load_student,
+    read_distill_splits,
+    select_trainable,
+)
 from .distill_speech import build_speech_task
 from .tasks import Task
 from .trainer import Trainer, train

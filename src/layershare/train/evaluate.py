@@ -18,7 +18,6 @@ tokenizers are not comparable.
 from __future__ import annotations
 
 import time
-
 from contextlib import nullcontext
 from pathlib import Path
 

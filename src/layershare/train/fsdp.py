@@ -132,9 +132,8 @@ def load_sharded(directory: Path, model: nn.Module, optimizer) -> None:
     """Read ``directory`` (written by :func:`save_sharded`) into the sharded model and
     optimizer, each rank its own shards."""
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
-
     from torch.distributed.checkpoint.api import CheckpointException
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
     from .sharded_meta import describe, read_metadata, safe_planner, safe_reader
 

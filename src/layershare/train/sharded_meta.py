@@ -85,9 +85,13 @@ def _check(directory: Path, path: Path, metadata) -> None:
     """Refuse metadata whose fields are not what DCP writes, or whose records point at
     anything but byte ranges of regular files in ``directory``."""
     from torch.distributed.checkpoint.filesystem import _StorageInfo
-    from torch.distributed.checkpoint.metadata import (BytesStorageMetadata, Metadata,
-                                                       MetadataIndex, StorageMeta,
-                                                       TensorStorageMetadata)
+    from torch.distributed.checkpoint.metadata import (
+        BytesStorageMetadata,
+        Metadata,
+        MetadataIndex,
+        StorageMeta,
+        TensorStorageMetadata,
+    )
 
     def bad(why: str) -> LayershareError:
         return LayershareError(f"{path}: not a sharded checkpoint's metadata ({why})")

@@ -42,8 +42,8 @@ from . import distributed, rundir
 from .config import RunConfig
 from .datasets import TOKENIZER, build_task
 from .dlt_plugin import DLTPlugin, refuse_ddp
-from .memory import closed_form_bytes, static_memory
 from .evaluate import split_metrics
+from .memory import closed_form_bytes, static_memory
 from .optim import autocast_for, pick_device, share
 from .parallel import Parallel
 from .report import RESULTS, FinalWindow, MetricsLog, peak_memory, plot_losses, write_results
