@@ -5,4 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # shellcheck disable=SC1091
 . .venv/bin/activate
-python -m pytest "$@"
+# lint and import order first (pyproject's [tool.ruff]): a finding fails the run
+python -m ruff check --quiet .
+# -rs: every skipped test is listed with its reason at the end of the run
+python -m pytest -rs "$@"
