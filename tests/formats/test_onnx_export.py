@@ -1,8 +1,11 @@
 """``layershare export --format onnx``: ORT equals PyTorch, each shared tensor stored once,
 int8 on top, bad input in one line (tests/onnx_helpers.py builds the exports once)."""
 
+import contextlib
 import json
 import os
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -245,16 +248,33 @@ def test_bad_input_is_one_line_exit_2_and_no_output(onnx_exports, tmp_path, caps
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only directory")
 def test_read_only_parent_is_refused_before_any_work(onnx_exports, tmp_path, capsys):
+    """A parent the process cannot write: chmod 0500 for a user; for root (CI), for whom
+    modes do not count, a read-only tmpfs mount (skipped only where mounting is refused)."""
     _, checkpoint, _, _ = onnx_exports("llama-residual")
     parent = tmp_path / "ro"
     parent.mkdir()
-    parent.chmod(0o500)
-    try:
+    with read_only(parent):
         assert main(["export", str(checkpoint), "--format", "onnx", "--out",
                      str(parent / "o")]) == 2
+        assert "cannot write" in capsys.readouterr().err
+        assert not (parent / "o").exists()
+
+
+@contextlib.contextmanager
+def read_only(directory):
+    if os.geteuid() != 0:
+        directory.chmod(0o500)
+        try:
+            yield
+        finally:
+            directory.chmod(0o700)
+        return
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(directory)],
+                           capture_output=True, text=True) if shutil.which("mount") else None
+    if mount is None or mount.returncode != 0:
+        pytest.skip("running as root and cannot mount a read-only tmpfs here")
+    try:
+        yield
     finally:
-        parent.chmod(0o700)
-    assert "cannot write" in capsys.readouterr().err
-    assert not (parent / "o").exists()
+        subprocess.run(["umount", str(directory)], check=False)
