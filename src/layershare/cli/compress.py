@@ -50,10 +50,10 @@ def add_commands(sub) -> None:
     size.add_argument("--keep", type=_keep, help="fraction of the stack's matrix parameters kept")
     p.add_argument("--allocate", choices=("uniform", "spectrum"), default="uniform",
                    help="how --keep is spread: the same fraction per matrix, or by whitened spectrum")
-    p.add_argument("--calib", default=None,
-                   help="calibration data: text models brown (its valid split, the default) or "
-                        "a text file; Whisper models espeak-en (its train split, the default); "
-                        "none: the data-free fit")
+    p.add_argument("--data", "--calib", dest="calib", default=None, metavar="NAME|FILE|none",
+                   help="calibration data (docs/cli.md, naming data): text models brown (its "
+                        "valid split, the default) or a text file; Whisper models espeak-en "
+                        "(its train split, the default); none: the data-free fit")
     p.add_argument("--calib-tokens", type=int, default=16384,
                    help="calibration tokens; for a Whisper model encoder frames, 1500 per "
                         "utterance (each padded to 30 s): ceil(N/1500) utterances evenly "

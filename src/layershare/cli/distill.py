@@ -24,9 +24,10 @@ def add_commands(sub) -> None:
     p.add_argument("student", help="layershare checkpoint to train (from compress or convert)")
     p.add_argument("--teacher", required=True,
                    help="the dense original: transformers directory, .gguf or short name")
-    p.add_argument("--data", nargs="+", default=["brown"], metavar="brown|espeak-en|text FILE",
-                   help="brown (its train split), 'text FILE' (split 90/5/5 by line order), or "
-                        "espeak-en for a Whisper student (its prepared speech splits)")
+    p.add_argument("--data", nargs="+", default=["brown"], metavar="NAME|FILE",
+                   help="brown (its train split), a text file (split 90/5/5 by line order), or "
+                        "espeak-en for a Whisper student (docs/cli.md, naming data; the older "
+                        "form 'text FILE' still works)")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--seq-len", type=int, default=256, help="tokens per training window")
     p.add_argument("--batch-size", type=int, default=8, help="global batch, in windows")

@@ -18,8 +18,9 @@ def add_commands(sub) -> None:
     p = sub.add_parser("eval", help="perplexity (and fidelity) of a model, or a run's metrics")
     p.add_argument("model", help="layershare checkpoint, transformers directory, .gguf, short "
                                  "name, or a training run directory")
-    p.add_argument("--data", default=None,
-                   help="brown or a text file (default for a run directory: its own data)")
+    p.add_argument("--data", default=None, metavar="NAME|FILE",
+                   help="brown or a text file (docs/cli.md, naming data; default for a run "
+                        "directory: its own data)")
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
     p.add_argument("--seq-len", type=int, default=512,
                    help="tokens per window (2 .. the model's learned positions)")

@@ -30,7 +30,9 @@ def add_commands(sub) -> None:
     p.add_argument("model", help="whisper-tiny-en, a Whisper directory or a layershare "
                                  "checkpoint, or a run directory of the asr task")
     p.add_argument("--data", default="all",
-                   help="espeak-asr | espeak-en | librivox | all | FILE.jsonl (your manifest)")
+                   metavar="NAME|FILE.jsonl",
+                   help="espeak-asr | espeak-en | librivox | all | FILE.jsonl (your manifest; "
+                        "docs/cli.md, naming data)")
     p.add_argument("--beam", type=int, default=1, help="beam width (1 = greedy)")
     p.add_argument("--limit", type=int, default=None, help="first N utterances of each set")
     p.add_argument("--batch-size", type=int, default=8)
