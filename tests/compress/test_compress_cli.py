@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 import tiny_models as T
 import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
@@ -96,3 +97,16 @@ def test_default_group_size_follows_the_method(tmp_path, llama_dir, method, grou
                  "--calib", str(llama_dir / "text.txt"), "--calib-tokens", "32", "--seq-len",
                  "16", "--quiet", "--out", str(out)]) == 0
     assert layershare.load(out).layershare_config.group_size == group_size
+
+
+def test_data_is_the_same_flag_as_calib(tmp_path, llama_dir):
+    """``--data`` (the name every verb uses) and ``--calib`` (the older one) fit the same."""
+    outs = []
+    for flag in ("--data", "--calib"):
+        out = tmp_path / flag.strip("-")
+        assert main(["compress", str(llama_dir / "model"), "--method", "lowrank", "--keep",
+                     "0.8", flag, str(llama_dir / "text.txt"), "--calib-tokens", "32",
+                     "--seq-len", "16", "--quiet", "--out", str(out)]) == 0
+        outs.append(layershare.load(out).state_dict())
+    for name in outs[0]:
+        torch.testing.assert_close(outs[0][name], outs[1][name], rtol=0, atol=0)
