@@ -238,7 +238,8 @@ def upgrade_names(stored: dict, expected, fmt: int) -> dict:
 def _check_matches(directory: Path, expected: dict[str, torch.Tensor],
                    stored: dict[str, tuple[int, ...]]) -> None:
     if set(expected) != set(stored):
-        missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+        missing = sorted(set(expected) - set(stored))
+        unexpected = sorted(set(stored) - set(expected))
         raise LayershareError(f"{directory}: checkpoint does not match the model "
                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     for name, target in expected.items():

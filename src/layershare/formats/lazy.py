@@ -51,7 +51,8 @@ def can_open_lazily(src: str | os.PathLike) -> bool:
 
 
 class LazyModel:
-    """``lazy = LazyModel(src, stack_paths)``; ``lazy.model``; ``lazy.materialize(path, [l...])``."""
+    """``lazy = LazyModel(src, stack_paths)``; ``lazy.model``;
+    ``lazy.materialize(path, [l...])``."""
 
     def __init__(self, src: str | os.PathLike, stack_paths=None):
         import transformers
@@ -68,7 +69,8 @@ class LazyModel:
         names = getattr(config, "architectures", None) or []
         cls = getattr(transformers, names[0], None) if names else None
         if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
-            raise LayershareError(f"{self.src}: architectures {names!r} is not a transformers class")
+            raise LayershareError(f"{self.src}: architectures {names!r} "
+                                  "is not a transformers class")
         with init_empty_weights():
             self.model = cls(config)
         self.model.eval()
@@ -82,7 +84,8 @@ class LazyModel:
                                           f"({self._where[name].name} and {f.name})")
                 self._where[name] = f
         self._used: set[str] = set()
-        self.stack_paths = list(stack_paths) if stack_paths is not None else _default_paths(self.model)
+        self.stack_paths = (list(stack_paths) if stack_paths is not None
+                            else _default_paths(self.model))
         inside = tuple(p + "." for p in self.stack_paths)
         self._load([n for n, _ in self._named_tensors() if not n.startswith(inside)])
 
@@ -124,7 +127,8 @@ class LazyModel:
         if not getattr(self.model.config, "tie_word_embeddings", False):
             return None
         out = self.model.get_output_embeddings()
-        return out if out is not None and name.endswith("weight") and out.weight is not None else None
+        return (out if out is not None and name.endswith("weight") and out.weight is not None
+                else None)
 
     def materialize(self, stack_path: str, layers) -> None:
         """Read the dense tensors of ``layers`` (indices) of the stack at ``stack_path``."""
@@ -139,7 +143,8 @@ class LazyModel:
             raise LayershareError(f"{self.src}: {len(left)} tensors were never read ({left[0]}...)")
         unused = sorted(set(self._where) - self._used)
         if unused:
-            raise LayershareError(f"{self.src}: stored tensors the model does not use: {unused[:3]}")
+            raise LayershareError(f"{self.src}: stored tensors the model does not use: "
+                                  f"{unused[:3]}")
         return self.model
 
 
@@ -168,11 +173,13 @@ def _header(path: Path) -> dict[str, dict]:
         begin, end = info["data_offsets"]
         if (info["dtype"], tuple(info["shape"])) != (dtype, shape):
             raise LayershareError(f"{path}: {name}: the header disagrees with safetensors")
-        out[name] = {"dtype": dtype, "shape": shape, "data_offsets": (8 + size + begin, 8 + size + end)}
+        out[name] = {"dtype": dtype, "shape": shape,
+                     "data_offsets": (8 + size + begin, 8 + size + end)}
     return out
 
 
-def read_tensors(path: Path, names: list[str], header: dict | None = None) -> dict[str, torch.Tensor]:
+def read_tensors(path: Path, names: list[str],
+                 header: dict | None = None) -> dict[str, torch.Tensor]:
     """The named tensors of a safetensors file, each read into its own memory (no map)."""
     header = header if header is not None else _header(path)
     out = {}
