@@ -32,8 +32,8 @@ prefill ms and decode tokens/s, each with its ratio to dense measured in the sam
 Children run with glibc's ``MALLOC_MMAP_THRESHOLD_=131072`` (``--malloc-mmap-threshold``):
 with glibc's default dynamic threshold, activations freed after the prefill stay in the heap,
 which raised the peak of every variant by ~90 MiB in a probe (tied GPT-2: +341 against +251
-MiB); the fixed threshold makes RSS follow live memory. The memory bound of issue 12 for a variant is ``1.15 x (unique weight bytes + KV cache + one
-layer's dense weights)``.
+MiB); the fixed threshold makes RSS follow live memory. The memory bound of issue 12 for a
+variant is ``1.15 x (unique weight bytes + KV cache + one layer's dense weights)``.
 
     PYTHONPATH=src python benchmarks/bench_infer.py --models gpt2 --rounds 3
     PYTHONPATH=src python benchmarks/bench_infer.py --models smollm2 --rounds 3
@@ -174,7 +174,8 @@ def run(name: str, rounds: int, work: Path, malloc_threshold: int, artifacts: Pa
                   f"prefill {m['prefill_ms']:.0f} ms, decode {m['decode_tps']:.1f} tok/s",
                   flush=True)
     return {"rows": rows, "layer_dense_bytes": layer_dense_bytes(dirs["dense"]),
-            "rounds": rounds, "malloc_mmap_threshold": malloc_threshold, "dirs": {v: str(p) for v, p in dirs.items()}}
+            "rounds": rounds, "malloc_mmap_threshold": malloc_threshold,
+            "dirs": {v: str(p) for v, p in dirs.items()}}
 
 
 def table(name: str, result: dict) -> list[str]:
@@ -193,7 +194,8 @@ def table(name: str, result: dict) -> list[str]:
         bound = 1.15 * (unique + kv + one_layer)
         peak = med(m["peak_above_baseline"] for m in ms)
         lines.append(
-            f"| {v} | {unique / mib:.1f} | {peak / mib:.1f} ({paired(v, 'peak_above_baseline'):.2f}x)"
+            f"| {v} | {unique / mib:.1f} | "
+            f"{peak / mib:.1f} ({paired(v, 'peak_above_baseline'):.2f}x)"
             f" | {bound / mib:.1f} ({'within' if peak <= bound else 'over'}) | "
             f"{med(m['prefill_ms'] for m in ms):.0f} ({paired(v, 'prefill_ms'):.2f}x) | "
             f"{med(m['decode_tps'] for m in ms):.1f} ({paired(v, 'decode_tps'):.2f}x) |")

@@ -8,9 +8,10 @@ exactly what ``layershare compress`` runs), then its perplexity is measured on t
 split (non-overlapping windows of --seq-len tokens, the first --windows of them) and the
 calibration text is the Brown valid split. An encoder (``--model minilm-l6``) is measured by
 the cosine of its sentence embeddings to the original's on the first --sentences Brown test
-sentences and by a wordnet-supersense logistic-regression probe (evaluate/fidelity.py). Every finished variant is appended to
-OUT/results.jsonl at once, so a killed run resumes where it stopped. Writes OUT/results.md
-(table) and OUT/pareto.png (perplexity against the stack's matrix parameters kept).
+sentences and by a wordnet-supersense logistic-regression probe (evaluate/fidelity.py).
+Every finished variant is appended to OUT/results.jsonl at once, so a killed run resumes
+where it stopped. Writes OUT/results.md (table) and OUT/pareto.png (perplexity against the
+stack's matrix parameters kept).
 The resident-set peak during each compression is logged too, but in a process that reuses
 freed memory it understates; benchmarks/compress_memory.py measures memory in a fresh process.
 """
@@ -43,7 +44,8 @@ VARIANTS = {
                  dict(method="residual", group_size=2, target="local")),
     "bs2": ("Basis Sharing K=2, whitened", dict(method="lowrank", group_size=2, target="local")),
     "svd-datafree": ("per-layer SVD, data-free", dict(method="lowrank", group_size=1, calib=False)),
-    "res2-datafree": ("residual K=2, data-free", dict(method="residual", group_size=2, calib=False)),
+    "res2-datafree": ("residual K=2, data-free",
+                      dict(method="residual", group_size=2, calib=False)),
     "tied": ("tied (group mean)", dict(method="tied", calib=False)),
     "res3-seq": ("residual K=3, whitened, sequential",
                  dict(method="residual", group_size=3, target="local")),
@@ -52,7 +54,8 @@ VARIANTS = {
                     dict(method="residual", group_size=2, sequential=False)),
     "svd-nonseq": ("per-layer SVD, whitened, not sequential",
                    dict(method="lowrank", group_size=1, sequential=False)),
-    "res3-datafree": ("residual K=3, data-free", dict(method="residual", group_size=3, calib=False)),
+    "res3-datafree": ("residual K=3, data-free",
+                      dict(method="residual", group_size=3, calib=False)),
     "res3-nonseq": ("residual K=3, whitened, not sequential",
                     dict(method="residual", group_size=3, sequential=False)),
     "svd-spectrum": ("per-layer SVD, whitened, spectrum allocation",
@@ -113,8 +116,8 @@ def main() -> None:
     quiet_transformers()
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "results.jsonl"
-    done = {(r["variant"], r["keep_asked"]) for r in map(json.loads, log.read_text().splitlines())} \
-        if log.exists() else set()
+    done = {(r["variant"], r["keep_asked"])
+            for r in map(json.loads, log.read_text().splitlines())} if log.exists() else set()
 
     tokenizer = auto_tokenizer(args.model)
     test = token_windows(tokenizer, read_text("brown", "test"), args.seq_len, args.windows)

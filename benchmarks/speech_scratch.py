@@ -206,7 +206,8 @@ def config_lr(run: Path) -> float:
 
 def table(rows: list[dict]) -> str:
     dense = next((r for r in rows if r["name"] == "dense12"), None)
-    lines = ["| model | enc.-layer params | x fewer | layer MB fp32 / int8 | test WER % fp32 (int8) "
+    lines = ["| model | enc.-layer params | x fewer | layer MB fp32 / int8 "
+             "| test WER % fp32 (int8) "
              "| test-voices WER % | LibriVox WER % | lr | frames seen | train min | RTF 1 thread "
              "| peak RSS MiB | converged |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
@@ -218,7 +219,8 @@ def table(rows: list[dict]) -> str:
             f"| {r['label']} | {res['layer_params']:,} | {ratio:.2f}x | "
             f"{f['layer_bytes_fp32'] / 1e6:.2f} / {f['layer_bytes_int8'] / 1e6:.2f} | "
             f"{f['espeak-asr/test']['wer']:.2f} ({q['espeak-asr/test']['wer']:.2f}) | "
-            f"{f['espeak-asr/test-voices']['wer']:.2f} ({q['espeak-asr/test-voices']['wer']:.2f}) | "
+            f"{f['espeak-asr/test-voices']['wer']:.2f} "
+            f"({q['espeak-asr/test-voices']['wer']:.2f}) | "
             f"{f['librivox']['wer']:.1f} | {r['lr']:g} | {res['train_tokens'] / 1e6:.1f}M | "
             f"{res['train_time_s'] / 60:.0f} | {f['espeak-asr/test']['real_time_factor']:.4f} | "
             f"{f['peak_rss_bytes'] / 2**20:.0f} | "

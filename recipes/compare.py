@@ -52,7 +52,8 @@ def run(config: Path, out: Path, overrides: list[str], launcher: list[str],
             with open(log, "a") as f:  # appended: a resumed comparison keeps the earlier cause
                 f.write(f"$ {' '.join(cmd)} --quiet\n")
                 f.flush()
-                code = subprocess.run(cmd + ["--quiet"], stdout=f, stderr=subprocess.STDOUT).returncode
+                code = subprocess.run(cmd + ["--quiet"], stdout=f,
+                                      stderr=subprocess.STDOUT).returncode
         if code:
             where = f", see {log}" if log is not None else ""
             raise SystemExit(f"compare: {config.stem} failed (exit {code}){where}")
@@ -168,7 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="configs trained at once (logs to OUT/NAME.log when > 1)")
     parser.add_argument("--launcher", default=f"{sys.executable} -m layershare",
-                        help="how to start layershare, e.g. 'torchrun --nproc_per_node=2 -m layershare'")
+                        help="how to start layershare, e.g. "
+                             "'torchrun --nproc_per_node=2 -m layershare'")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         raise SystemExit("compare: --jobs must be at least 1")

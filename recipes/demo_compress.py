@@ -169,7 +169,8 @@ def advice(rows: list[dict]) -> list[str]:
              "perplexity):"]
     for i, r in enumerate(front):
         upto = front[i + 1]["bytes"] if i + 1 < len(front) else None
-        budget = (f"from {r['bytes'] / MiB:.0f} MiB" + (f" to {upto / MiB:.0f} MiB" if upto else " up"))
+        budget = (f"from {r['bytes'] / MiB:.0f} MiB"
+                  + (f" to {upto / MiB:.0f} MiB" if upto else " up"))
         lines.append(f"- {budget}: **{r['label']}** (perplexity {r['perplexity']:.2f}).")
     dominated = [r for r in rows if r not in front]
     for r in dominated:

@@ -86,7 +86,8 @@ def main():
                          cosine_mean=cos.mean().item(), cosine_min=cos.min().item(),
                          convert_s=round(convert_s, 2)))
 
-    header = "| variant | unique params | layer params | layer compression | cosine to original (mean / min) |"
+    header = ("| variant | unique params | layer params | layer compression "
+              "| cosine to original (mean / min) |")
     lines = [header, "|---|---:|---:|---:|---:|"] + [
         f"| {r['variant']} | {r['unique_params']:,} | {r['layer_params']:,} | "
         f"{r['compression']:.2f}x | {r['cosine_mean']:.4f} / {r['cosine_min']:.4f} |" for r in rows]

@@ -93,7 +93,8 @@ def ct2_variables(model) -> tuple[dict[str, np.ndarray], dict[str, str]]:
                 out[f"{ct}/attention/linear_0/bias"] = sd[f"{ca}.q_proj.bias"]
                 out[f"{ct}/attention/linear_1/weight"] = np.concatenate(
                     [sd[f"{ca}.k_proj.weight"], sd[f"{ca}.v_proj.weight"]])
-                out[f"{ct}/attention/linear_1/bias"] = np.concatenate([zeros, sd[f"{ca}.v_proj.bias"]])
+                out[f"{ct}/attention/linear_1/bias"] = np.concatenate(
+                    [zeros, sd[f"{ca}.v_proj.bias"]])
                 out[f"{ct}/attention/linear_2/weight"] = sd[f"{ca}.out_proj.weight"]
                 out[f"{ct}/attention/linear_2/bias"] = sd[f"{ca}.out_proj.bias"]
             for ct_norm, hf_norm in norms:

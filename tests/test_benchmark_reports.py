@@ -44,7 +44,8 @@ def test_speech_labels_never_overlap_each_other():
     speech._place_labels(ax, xs, ys)
     fig.canvas.draw()
     boxes = [t.get_window_extent() for t in ax.texts]
-    assert sorted(i for t in ax.texts for i in map(int, t.get_text().replace("\n", ",").split(","))) \
+    assert sorted(i for t in ax.texts
+                  for i in map(int, t.get_text().replace("\n", ",").split(","))) \
         == list(range(len(xs)))  # every point numbered once
     for i, a in enumerate(boxes):
         for b in boxes[i + 1:]:

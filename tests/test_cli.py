@@ -24,12 +24,14 @@ def gpt2_dir(tmp_path_factory):
 def test_convert_inspect_merge(tmp_path, gpt2_dir, capsys):
     out, dense = tmp_path / "compact", tmp_path / "dense"
     assert main(["convert", str(gpt2_dir), "--method", "residual", "--group-size", "2",
-                 "--rank", "4", "--strategy", "cycle", "--init", "stepwise", "--out", str(out)]) == 0
+                 "--rank", "4", "--strategy", "cycle", "--init", "stepwise",
+                 "--out", str(out)]) == 0
     assert (out / "vocab.json").exists()
     capsys.readouterr()
     assert main(["inspect", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    for key in ("unique_params", "dense_params", "layer_params", "dense_layer_params", "bytes_on_disk"):
+    for key in ("unique_params", "dense_params", "layer_params", "dense_layer_params",
+                "bytes_on_disk"):
         assert isinstance(report[key], int)
     assert isinstance(report["compression"], float) and report["method"] == "residual"
     assert report["unique_params"] == layershare.count(layershare.load(out)).unique_params
@@ -80,7 +82,8 @@ def test_corrupted_checkpoint_via_module_entry_point(tmp_path, gpt2_dir):
     weights = out / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     for argv in (["inspect", str(out)], ["merge", str(out), "--out", str(tmp_path / "m")]):
-        proc = subprocess.run([sys.executable, "-m", "layershare", *argv], capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-m", "layershare", *argv],
+                              capture_output=True, text=True)
         assert proc.returncode == 2
         assert "corrupted or truncated" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "m").exists()

@@ -25,8 +25,9 @@ def gpt2_dirs(tmp_path_factory):
     fast.save_pretrained(dense)
     compact = root / "compact"
     layershare.convert(model, method="residual", group_size=2, rank=2)
-    layershare.save(model, compact, extra_files={"tokenizer.json": dense / "tokenizer.json",
-                                                  "tokenizer_config.json": dense / "tokenizer_config.json"})
+    layershare.save(model, compact,
+                    extra_files={"tokenizer.json": dense / "tokenizer.json",
+                                 "tokenizer_config.json": dense / "tokenizer_config.json"})
     return dense, compact
 
 

@@ -21,7 +21,8 @@ import layershare
 layershare.load(OUT)        # a fresh process: transformers' init module first imported here
 import transformers
 import torch, transformers.initialization as init
-assert init.TORCH_INIT_FUNCTIONS["zeros_"] is torch.nn.init.zeros_, "init functions captured as no-ops"
+assert init.TORCH_INIT_FUNCTIONS["zeros_"] is torch.nn.init.zeros_, (
+    "init functions captured as no-ops")
 fresh = transformers.BertModel.from_pretrained(OUT + "-dense")  # initialises unsaved buffers
 assert int(fresh.embeddings.token_type_ids.abs().max()) == 0, "token_type_ids not zeroed"
 print("ok")

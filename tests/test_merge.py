@@ -27,9 +27,11 @@ def test_merge_gives_same_outputs_and_plain_modules(name, method):
     assert not hasattr(dense, "layershare_config")
     torch.testing.assert_close(_out(dense, name), _out(model, name), atol=1e-5, rtol=1e-5)
     reference = T.BUILDERS[name]()
-    assert sum(p.numel() for p in dense.parameters()) == sum(p.numel() for p in reference.parameters())
-    assert [n for n, _ in dense.named_parameters()] == [n for n, _ in reference.named_parameters()] \
-        or name.startswith("torch")  # torch's MHA re-registers in_proj_weight last
+    assert (sum(p.numel() for p in dense.parameters())
+            == sum(p.numel() for p in reference.parameters()))
+    assert ([n for n, _ in dense.named_parameters()]
+            == [n for n, _ in reference.named_parameters()]
+            or name.startswith("torch"))  # torch's MHA re-registers in_proj_weight last
 
 
 def test_merged_layers_are_independent_after_tying():

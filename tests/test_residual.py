@@ -1,4 +1,5 @@
-"""ResidualLinear: exactness at full rank, shared gradients, the two forward paths and the\nswitch between them, the opt-in eval cache, scratch init."""
+"""ResidualLinear: exactness at full rank, shared gradients, the two forward paths and the
+switch between them, the opt-in eval cache, scratch init."""
 
 import math
 

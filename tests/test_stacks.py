@@ -53,7 +53,8 @@ def test_torch_transformer_encoder_only():
 def test_stacks_errors():
     with pytest.raises(LayershareError, match="unknown stacks 'middle'"):
         layershare.ShareConfig(method="residual", stacks="middle")
-    with pytest.raises(LayershareError, match="GPT2LMHeadModel has no decoder stack.*its stacks: transformer.h"):
+    with pytest.raises(LayershareError,
+                       match="GPT2LMHeadModel has no decoder stack.*its stacks: transformer.h"):
         layershare.convert(T.gpt2(), method="residual", stacks="decoder")
     with pytest.raises(LayershareError, match="with stack= name the one stack"):
         layershare.ShareConfig(method="residual", stack="h", stacks="encoder")

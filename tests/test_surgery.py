@@ -123,7 +123,8 @@ def test_explicit_stack_for_an_unknown_architecture():
     assert isinstance(model.blocks[2].inp, ResidualLinear)
     model2 = Net()
     layershare.convert(model2, method="lowrank", rank=2, stack="blocks", linears={"inp": "ffn_in"})
-    assert isinstance(model2.blocks[0].inp, LowRankLinear) and isinstance(model2.blocks[0].out, nn.Linear)
+    assert isinstance(model2.blocks[0].inp, LowRankLinear)
+    assert isinstance(model2.blocks[0].out, nn.Linear)
 
 
 def test_converting_twice_is_an_error():

@@ -61,7 +61,8 @@ TRANSFORMERS_STACKS: dict[str, tuple[StackSpec, ...]] = {
                       ("fc1", ("ffn_in",)), ("fc2", ("ffn_out",))))),
 }
 
-_TORCH_ENCODER_LAYER = (("self_attn.in_proj_weight", ("q", "k", "v")), ("self_attn.out_proj", ("o",)),
+_TORCH_ENCODER_LAYER = (("self_attn.in_proj_weight", ("q", "k", "v")),
+                        ("self_attn.out_proj", ("o",)),
                         ("linear1", ("ffn_in",)), ("linear2", ("ffn_out",)))
 _TORCH_DECODER_LAYER = _TORCH_ENCODER_LAYER[:2] + (
     ("multihead_attn.in_proj_weight", ("q", "k", "v")), ("multihead_attn.out_proj", ("o",))

@@ -20,8 +20,6 @@ directory is ever replaced), so a crash never leaves a half-written checkpoint.
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import json
 import os
 import shutil
@@ -33,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import ShareConfig
+from .empty import empty_weights
 from .errors import LayershareError, first_line
 from .outputs import atomic_directory, check_out
 from .paths import file_inside
@@ -238,7 +237,8 @@ def upgrade_names(stored: dict, expected, fmt: int) -> dict:
 def _check_matches(directory: Path, expected: dict[str, torch.Tensor],
                    stored: dict[str, tuple[int, ...]]) -> None:
     if set(expected) != set(stored):
-        missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+        missing = sorted(set(expected) - set(stored))
+        unexpected = sorted(set(stored) - set(expected))
         raise LayershareError(f"{directory}: checkpoint does not match the model "
                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     for name, target in expected.items():
@@ -279,7 +279,7 @@ def load(directory: str | os.PathLike, model: nn.Module | None = None,
     trades memory for prefill speed; off by default.
 
     Memory: without ``model`` the base model is built with its parameters on the meta device
-    (no dense weight is ever allocated, see :func:`_parameters_on_meta`), and the stored
+    (no dense weight is ever allocated, see :func:`layershare.empty.empty_weights`), and the stored
     tensors, read into ordinary memory, become the parameters without a copy: the peak is the
     checkpoint's size, not the dense model's.
     """
@@ -287,7 +287,7 @@ def load(directory: str | os.PathLike, model: nn.Module | None = None,
     meta = read_meta(directory)
     tensors = _read_tensors(directory)
     if model is None:
-        with _parameters_on_meta():
+        with empty_weights():
             model = _rebuild(directory, meta, None)
         tensors = upgrade_names(tensors, unique_state(model), meta["format"])
         _check_matches(directory, unique_state(model),
@@ -325,50 +325,6 @@ def _read_tensors(directory: Path) -> dict[str, torch.Tensor]:
         raise
     except (SafetensorError, OSError, ValueError) as exc:
         raise LayershareError(f"{directory / WEIGHTS}: corrupted or truncated ({exc})") from None
-
-
-@contextlib.contextmanager
-def _parameters_on_meta():
-    """Build modules with every parameter on the meta device and buffers where they belong.
-
-    As accelerate's ``init_empty_weights(include_buffers=False)``: each parameter is moved to
-    meta as it is registered, with torch's init functions disabled meanwhile, so the CPU
-    tensor it was created as is never written (its pages are never touched) and is freed at
-    once. Buffers stay real: non-persistent ones (rotary ``inv_freq``...) are computed in
-    ``__init__`` and are not in the checkpoint.
-    """
-    # transformers keeps its own references to torch's init functions, taken when its
-    # ``initialization`` module is first imported: were that inside this window, every later
-    # model of the process would keep the no-op (buffers such as BERT's token_type_ids left
-    # as uninitialised memory). Import it first.
-    with contextlib.suppress(ImportError):
-        importlib.import_module("transformers.initialization")
-    register = nn.Module.register_parameter
-
-    def on_meta(module, name, param):
-        if param is not None and param.device.type != "meta":
-            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
-        register(module, name, param)
-
-    inits = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS if hasattr(nn.init, name)}
-    nn.Module.register_parameter = on_meta
-    for name in inits:
-        setattr(nn.init, name, _no_init)
-    try:
-        yield
-    finally:
-        nn.Module.register_parameter = register
-        for name, fn in inits.items():
-            setattr(nn.init, name, fn)
-
-
-_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_",
-                   "eye_", "dirac_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_",
-                   "kaiming_normal_", "orthogonal_", "sparse_")
-
-
-def _no_init(tensor, *args, **kwargs):
-    return tensor
 
 
 def _adopt(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:

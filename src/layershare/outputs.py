@@ -55,7 +55,8 @@ def _has(*names: str) -> Callable[[Path], bool]:
 
 def _is_run(d: Path) -> bool:
     return (d / LOCK).is_file() or (d / "config.yaml").is_file() and any(
-        (d / n).exists() for n in ("checkpoints", "metrics.jsonl", "results.json", "tokenizer.json"))
+        (d / n).exists()
+        for n in ("checkpoints", "metrics.jsonl", "results.json", "tokenizer.json"))
 
 
 #: kind -> (what it is, in words; how to recognise one without a marker)

@@ -86,7 +86,8 @@ class ResidualLinear(nn.Module):
         if rank > 0:  # rank 0 (no low-rank term) is the shared + diagonal ablation
             nn.init.kaiming_uniform_(self.lora_B, a=math.sqrt(5))
         self.lora_A = nn.Parameter(torch.zeros(rank, in_features, **kw))
-        self.diag = nn.Parameter(torch.zeros(min(out_features, in_features), **kw)) if diag else None
+        self.diag = (nn.Parameter(torch.zeros(min(out_features, in_features), **kw))
+                     if diag else None)
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
         self.cache_merged = False  # opt-in: set_cache_merged(model, True)
         self.fixed_path: str | None = None  # "merged" | "factored": set_path (ONNX export)

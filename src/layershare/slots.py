@@ -48,7 +48,8 @@ class Slot:
         except AttributeError as exc:
             raise LayershareError(f"layer {type(layer).__name__} has no module {name!r}") from exc
         if leaf == IN_PROJ:
-            if not isinstance(self.parent, nn.MultiheadAttention) or self.parent.in_proj_weight is None:
+            if (not isinstance(self.parent, nn.MultiheadAttention)
+                    or self.parent.in_proj_weight is None):
                 raise LayershareError(f"{name!r} is not a fused nn.MultiheadAttention projection")
         elif not (isinstance(self.module, nn.Linear) or is_conv1d(self.module)):
             raise LayershareError(f"{name!r} is a {type(self.module).__name__}, not a linear layer "

@@ -68,7 +68,8 @@ def _selected(names_kinds, matrices) -> tuple[str, ...]:
         known = [k for k in kinds if k in KINDS]
         picked = [k for k in known if k in matrices]
         if picked and len(picked) != len(known):
-            raise LayershareError(f"{name!r} holds {'+'.join(known)} fused: select all of them or none")
+            raise LayershareError(f"{name!r} holds {'+'.join(known)} fused: "
+                                  "select all of them or none")
         if picked or not known:
             chosen.append(name)
     if not chosen:

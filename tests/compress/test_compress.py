@@ -34,7 +34,8 @@ def test_gram_hooks_see_every_matrix_once_per_token():
              "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
     modules = [layer.get_submodule(n) for n in names]
     seen = {n: [] for n in names}
-    hooks = [m.register_forward_pre_hook(lambda mod, a, n=n: seen[n].append(a[0].reshape(-1, a[0].shape[-1])))
+    hooks = [m.register_forward_pre_hook(
+                 lambda mod, a, n=n: seen[n].append(a[0].reshape(-1, a[0].shape[-1])))
              for n, m in zip(names, modules)]
     calib = _calib()
     with GramCollector(modules) as grams, torch.no_grad():
@@ -113,7 +114,8 @@ def test_sequential_calibration_feeds_each_layer_the_compressed_outputs(sequenti
         grams[name] = g.gram(target)
     W = dense.model.layers[2].self_attn.q_proj.weight.detach()
     fitted = model.model.layers[2].self_attn.q_proj.merged_weight().detach()
-    expected = {k: (lambda ab: ab[0] @ ab[1][0])(whitened_basis([W], [G], 3)) for k, G in grams.items()}
+    expected = {k: (lambda ab: ab[0] @ ab[1][0])(whitened_basis([W], [G], 3))
+                for k, G in grams.items()}
     right, wrong = ("compressed", "dense") if sequential else ("dense", "compressed")
     torch.testing.assert_close(fitted, expected[right], atol=1e-5, rtol=1e-5)
     assert (fitted - expected[wrong]).abs().max() > 1e-3

@@ -3,8 +3,8 @@
 import json
 
 import pytest
-import torch
 import tiny_models as T
+import torch
 import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 

@@ -161,7 +161,8 @@ def test_write_fails_midway(command, world, tmp_path):
     assert snapshot(base / "src", base / "compact", base / "data") == before
     if command == "train":  # the run directory stays resumable; no half checkpoint in it
         assert not (out / "checkpoints" / "last").exists()
-        assert not [p for p in (out / "checkpoints").glob(".*")] if (out / "checkpoints").exists() else True
+        assert (not [p for p in (out / "checkpoints").glob(".*")]
+                if (out / "checkpoints").exists() else True)
     else:
         assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -87,7 +87,8 @@ def _point_index(src, dst, entry, tmp_path):
         os.mkfifo(dst / "fifo.safetensors")
     target = {"dotdot": "../outside.safetensors", "absolute": str(outside),
               "urandom": "/dev/urandom", "fifo": "fifo.safetensors"}[entry]
-    index["weight_map"] = {k: (target if v == victim else v) for k, v in index["weight_map"].items()}
+    index["weight_map"] = {k: (target if v == victim else v)
+                           for k, v in index["weight_map"].items()}
     index_path.write_text(json.dumps(index))
 
 

@@ -54,14 +54,16 @@ def _rewrite(tiny, tmp_path, edit):
 
 
 def test_every_variable_is_used(tiny, tmp_path):
-    out = _rewrite(tiny, tmp_path, lambda v, a: v.update({"encoder/extra/weight": np.zeros(2, np.float16)}))
+    out = _rewrite(tiny, tmp_path,
+                   lambda v, a: v.update({"encoder/extra/weight": np.zeros(2, np.float16)}))
     with pytest.raises(LayershareError, match="does not map.*encoder/extra/weight"):
         W.from_ctranslate2(out)
 
 
 def test_missing_variable(tiny, tmp_path):
     out = _rewrite(tiny, tmp_path, lambda v, a: v.pop("decoder/layer_1/attention/linear_2/bias"))
-    with pytest.raises(LayershareError, match="no variable 'decoder/layer_1/attention/linear_2/bias'"):
+    with pytest.raises(LayershareError,
+                       match="no variable 'decoder/layer_1/attention/linear_2/bias'"):
         W.from_ctranslate2(out)
 
 

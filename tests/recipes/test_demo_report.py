@@ -21,7 +21,8 @@ def demo():
 MiB = 2 ** 20
 ROWS = [{"label": "as shipped (GGUF Q4_1)", "file": "x.gguf", "bytes": 98 * MiB, "keep": 1.0,
          "perplexity": 34.8},
-        {"label": "original fp32", "file": "-", "bytes": 513 * MiB, "keep": 1.0, "perplexity": 34.8},
+        {"label": "original fp32", "file": "-", "bytes": 513 * MiB, "keep": 1.0,
+         "perplexity": 34.8},
         {"label": "original int8 (ONNX Runtime)", "file": "m", "bytes": 145 * MiB, "keep": 1.0,
          "perplexity": 34.9},
         {"label": "original int4 (ONNX Runtime)", "file": "m", "bytes": 94 * MiB, "keep": 1.0,

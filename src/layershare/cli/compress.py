@@ -49,7 +49,8 @@ def add_commands(sub) -> None:
     size.add_argument("--rank", type=int, help="one rank for every matrix")
     size.add_argument("--keep", type=_keep, help="fraction of the stack's matrix parameters kept")
     p.add_argument("--allocate", choices=("uniform", "spectrum"), default="uniform",
-                   help="how --keep is spread: the same fraction per matrix, or by whitened spectrum")
+                   help="how --keep is spread: the same fraction per matrix, "
+                        "or by whitened spectrum")
     p.add_argument("--data", "--calib", dest="calib", default=None, metavar="NAME|FILE|none",
                    help="calibration data (docs/cli.md, naming data): text models brown (its "
                         "valid split, the default) or a text file; Whisper models espeak-en "
@@ -62,7 +63,8 @@ def add_commands(sub) -> None:
                    help="where speech data is prepared (default $LAYERSHARE_DATA or ./data)")
     p.add_argument("--seq-len", type=int, default=256,
                    help="tokens per calibration window (2 .. the model's learned positions)")
-    p.add_argument("--batch-size", type=int, default=8, help="calibration windows per forward (>= 1)")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="calibration windows per forward (>= 1)")
     p.add_argument("--sequential", action=argparse.BooleanOptionalAction, default=True,
                    help="fit each block on the outputs of the already compressed blocks")
     p.add_argument("--target", choices=("local", "original"), default="local",
@@ -156,7 +158,8 @@ def cmd_compress(args) -> None:
         print(f"{'matrix':<24}{'rel. whitened error':>20}{'max':>10}")
         for name, mean, worst in result.error_table():
             print(f"{name:<24}{mean:>20.4f}{worst:>10.4f}")
-    print(f"wrote {args.out} in {result.seconds:.1f} s "
-          f"(calibration: {'none' if calib is None else _calib_summary(calib, result, source, speech)})")
-    print(f"matrix parameters kept: {result.keep:.4f}" + (f" (asked {args.keep:g})" if args.keep else ""))
+    summary = "none" if calib is None else _calib_summary(calib, result, source, speech)
+    print(f"wrote {args.out} in {result.seconds:.1f} s (calibration: {summary})")
+    print(f"matrix parameters kept: {result.keep:.4f}"
+          + (f" (asked {args.keep:g})" if args.keep else ""))
     print(count(model))

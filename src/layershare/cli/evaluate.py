@@ -41,7 +41,8 @@ def cmd_eval(args) -> None:
     path = Path(args.model)
     if args.data is None:
         if not _is_run_dir(path):
-            raise LayershareError(f"{args.model}: give --data brown|FILE (it is not a run directory)")
+            raise LayershareError(f"{args.model}: give --data brown|FILE "
+                                  "(it is not a run directory)")
         from ..train.evaluate import split_metrics
 
         cfg, model, device, autocast, build_task = run_dir(path)
@@ -71,5 +72,6 @@ def cmd_eval(args) -> None:
         return
     line = f"perplexity {result['perplexity']:.3f}"
     if reference is not None:
-        line += f", KL(reference || model) {result['kl']:.4f} nats/token, top-1 agreement {result['top1']:.4f}"
+        line += (f", KL(reference || model) {result['kl']:.4f} nats/token, "
+                 f"top-1 agreement {result['top1']:.4f}")
     print(f"{line}\n({result['protocol']}, {result['seconds']:.1f} s)")

@@ -38,7 +38,8 @@ def cmd_export(args) -> None:
     meta = json.loads((out / META).read_text())
     fp32 = meta["fp32"]
     print(f"wrote {out}: {meta['task']}, {fp32['initializers']} initializers, unique weights "
-          f"{fp32['unique_bytes'] / 2**20:.2f} MiB, fp32 file {fp32['file_bytes'] / 2**20:.2f} MiB, "
+          f"{fp32['unique_bytes'] / 2**20:.2f} MiB, "
+          f"fp32 file {fp32['file_bytes'] / 2**20:.2f} MiB, "
           f"ORT vs PyTorch {fp32['max_rel_error']:.1e}")
     if meta.get("quantize"):
         kind = meta["quantize"]

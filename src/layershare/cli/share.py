@@ -100,4 +100,5 @@ def cmd_merge(args) -> None:
             copy_files(tokenizer_files(args.dir), tmp)
 
         atomic_directory(args.out, write, kind="dense")
-    print(f"wrote dense model to {args.out} ({sum(p.numel() for p in dense.parameters()):,} parameters)")
+    print(f"wrote dense model to {args.out} "
+          f"({sum(p.numel() for p in dense.parameters()):,} parameters)")

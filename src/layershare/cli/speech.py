@@ -1,4 +1,5 @@
-"""Speech verbs: ``layershare eval-speech MODEL --data espeak-asr|espeak-en|librivox|all|FILE.jsonl``.
+"""Speech verbs:
+``layershare eval-speech MODEL --data espeak-asr|espeak-en|librivox|all|FILE.jsonl``.
 
     layershare eval-speech whisper-tiny-en --data all [--beam 4] [--limit 100] [--json]
     layershare eval-speech runs/whisper-res --data espeak-en --out runs/whisper-res/wer.json

@@ -27,7 +27,8 @@ def spectrum_allocation(model, config, stacks, calib, keep: float, run_block) ->
         plan = stack.plan
         acts = capture_inputs(model, layers, calib)
         for block_layers, block_groups in blocks(plan):
-            slots = {(l, name): Slot(layers[l], name) for l in block_layers for name in stack.linears}
+            slots = {(l, name): Slot(layers[l], name)
+                     for l in block_layers for name in stack.linears}
             with GramCollector([s.module for s in slots.values()]) as grams:
                 hidden = run_block(layers, block_layers, acts)
             for name in stack.linears:

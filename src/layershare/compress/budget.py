@@ -68,7 +68,8 @@ def tied_group_size(keep: float, layers: int) -> int:
 
 def check_keep(keep: float) -> float:
     if not isinstance(keep, (int, float)) or isinstance(keep, bool) or not 0 < keep < 1:
-        raise LayershareError(f"--keep must be a fraction between 0 and 1 (exclusive), got {keep!r}")
+        raise LayershareError("--keep must be a fraction between 0 and 1 (exclusive), "
+                              f"got {keep!r}")
     return float(keep)
 
 

@@ -69,7 +69,8 @@ def gram_root(G: Tensor) -> Tensor:
     """
     G = G.double()
     ridge = RIDGE * G.diagonal().mean().clamp_min(1e-300)
-    L, info = torch.linalg.cholesky_ex(G + ridge * torch.eye(len(G), dtype=G.dtype, device=G.device))
+    L, info = torch.linalg.cholesky_ex(
+        G + ridge * torch.eye(len(G), dtype=G.dtype, device=G.device))
     if int(info) == 0:
         return L
     evals, vecs = torch.linalg.eigh(G)
@@ -83,7 +84,8 @@ def _top_left(M: Tensor, rank: int) -> tuple[Tensor, Tensor]:
 
 
 def _factors(U: Tensor, sigma: Tensor, weights: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-    """``A = U sigma^(1/2)``, ``B_k = sigma^(-1/2) U^T W_k``; zero where sigma is (numerically) 0."""
+    """``A = U sigma^(1/2)``, ``B_k = sigma^(-1/2) U^T W_k``; zero where sigma is
+    (numerically) 0."""
     tol = sigma.max().clamp_min(1e-300) * max(U.shape) * torch.finfo(torch.float64).eps
     root = sigma.sqrt()
     inv_root = torch.where(sigma > tol, 1 / root.clamp_min(1e-150), torch.zeros_like(root))
@@ -98,7 +100,8 @@ def whitened_spectrum(weights: list[Tensor], grams: list[Tensor]) -> Tensor:
     return torch.linalg.eigvalsh(M).flip(0).clamp_min(0)
 
 
-def whitened_basis(weights: list[Tensor], grams: list[Tensor], rank: int) -> tuple[Tensor, list[Tensor]]:
+def whitened_basis(weights: list[Tensor], grams: list[Tensor],
+                   rank: int) -> tuple[Tensor, list[Tensor]]:
     """Basis Sharing with whitening: shared ``A`` (m x r) and ``B_k`` (r x n) per matrix, the
     optimum of ``sum_k ||(W_k - A B_k) S_k||_F^2`` (module docstring). One matrix: SVD-LLM."""
     Ws = [W.double() for W in weights]
@@ -137,7 +140,8 @@ def whitened_error(error: Tensor, gram: Tensor, dtype=torch.float64) -> float:
     return float(((E @ gram.to(dtype)) * E).sum())
 
 
-def original_target(weight: Tensor, cross: Tensor, gram: Tensor, ridge: float | None = None) -> Tensor:
+def original_target(weight: Tensor, cross: Tensor, gram: Tensor,
+                    ridge: float | None = None) -> Tensor:
     """``W* = W C G~^-1``, the matrix whose response to the compressed model's inputs best
     matches the original's outputs (module docstring), written ``W + W (C - G~) G~^-1`` with
     ``ridge * mean(diag G~)`` added to ``G~``: the ridge shrinks only the correction, so

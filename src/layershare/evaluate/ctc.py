@@ -49,7 +49,8 @@ def load_ctc_model(path: str | os.PathLike):
 
 
 @torch.inference_mode()
-def transcribe(model, utterances, beam: int = 1, max_frames: int = 12000) -> tuple[list[str], float]:
+def transcribe(model, utterances, beam: int = 1,
+               max_frames: int = 12000) -> tuple[list[str], float]:
     """Hypotheses for :class:`~layershare.data.audio.Utterance` s (batched by length) and
     the wall time it took."""
     import numpy as np

@@ -34,7 +34,8 @@ def lm_quality(model: nn.Module, windows: torch.Tensor, batch_size: int = 4,
     model.eval()
     nll_sum, kl_sum, agree, count = 0.0, 0.0, 0, 0
     start = time.perf_counter()
-    bar = tqdm(total=windows.numel(), unit="tok", unit_scale=True, desc="eval", disable=not progress)
+    bar = tqdm(total=windows.numel(), unit="tok", unit_scale=True, desc="eval",
+               disable=not progress)
     with torch.no_grad():
         for i in range(0, len(windows), batch_size):
             ids = windows[i:i + batch_size]

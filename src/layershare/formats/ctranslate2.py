@@ -55,7 +55,8 @@ class Variable:
         if self.dtype == "bfloat16":
             raw = np.frombuffer(self.data, dtype="<u2").astype(np.uint32) << 16
             return raw.view(np.float32).reshape(self.shape)
-        return np.frombuffer(self.data, dtype=np.dtype(self.dtype).newbyteorder("<")).reshape(self.shape)
+        little_endian = np.dtype(self.dtype).newbyteorder("<")
+        return np.frombuffer(self.data, dtype=little_endian).reshape(self.shape)
 
     def scalar(self):
         """The value of a rank-0 variable (model options such as ``num_heads``)."""

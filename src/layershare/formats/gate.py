@@ -56,7 +56,8 @@ def read_json(directory: str | os.PathLike, name: str, what: str | None = None) 
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise LayershareError(f"{Path(directory) / name}: cannot be read ({first_line(exc)})") from None
+        raise LayershareError(f"{Path(directory) / name}: cannot be read "
+                              f"({first_line(exc)})") from None
     if not isinstance(value, dict):
         raise LayershareError(f"{Path(directory) / name}: expected a JSON object, got "
                               f"{type(value).__name__}")
@@ -97,7 +98,8 @@ def safetensors_files(directory: str | os.PathLike) -> list[Path]:
             isinstance(k, str) and isinstance(v, str) and v for k, v in weight_map.items()):
         raise LayershareError(f"{directory / INDEX}: weight_map is not a table of tensor names "
                               "to file names")
-    return [file_inside(directory, name, "weights file") for name in sorted(set(weight_map.values()))]
+    return [file_inside(directory, name, "weights file")
+            for name in sorted(set(weight_map.values()))]
 
 
 def admit(src: str | os.PathLike, tokenizer_only: bool = False) -> str:

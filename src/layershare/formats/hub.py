@@ -68,7 +68,8 @@ def from_local(src: str | os.PathLike) -> nn.Module:
             names = getattr(config, "architectures", None) or []
             cls = getattr(transformers, names[0], None) if names else None
             if cls is None:
-                cls = transformers.AutoModelForCausalLM if "gguf_file" in kwargs else transformers.AutoModel
+                cls = (transformers.AutoModelForCausalLM if "gguf_file" in kwargs
+                       else transformers.AutoModel)
             elif not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)
                       and isinstance(config, cls.config_class)):
                 raise LayershareError(f"{src}: config.json names architecture {names[0]!r}, "

@@ -1,10 +1,10 @@
 """Open a transformers safetensors checkpoint with its layer stacks left unread.
 
 Compressing a model layer by layer needs only one block of dense weights at a time. A
-``LazyModel`` builds the model with empty (meta) parameters (accelerate's
-``init_empty_weights``; buffers such as rotary frequencies are built for real), reads every
-tensor outside the layer stacks at once (embeddings, final norm, head), and reads a layer's
-tensors only when ``materialize`` is called for it. Tensors are read from the safetensors
+``LazyModel`` builds the model with empty (meta) parameters (``empty_weights`` of
+:mod:`layershare.empty`, as ``layershare.load`` does; buffers such as rotary frequencies are
+built for real), reads every tensor outside the layer stacks at once (embeddings, final norm,
+head), and reads a layer's tensors only when ``materialize`` is called for it. Tensors are read from the safetensors
 files by plain ``read`` calls at the offsets of the file's JSON header (``read_tensors``),
 not through ``safe_open``'s memory map: every page of a mapped file that a tensor touched
 stays in the process's resident set while the map lives, so reading 22 layers through it
@@ -51,11 +51,13 @@ def can_open_lazily(src: str | os.PathLike) -> bool:
 
 
 class LazyModel:
-    """``lazy = LazyModel(src, stack_paths)``; ``lazy.model``; ``lazy.materialize(path, [l...])``."""
+    """``lazy = LazyModel(src, stack_paths)``; ``lazy.model``;
+    ``lazy.materialize(path, [l...])``."""
 
     def __init__(self, src: str | os.PathLike, stack_paths=None):
         import transformers
-        from accelerate import init_empty_weights
+
+        from ..empty import empty_weights
         self.src = Path(src)
         if admit(self.src) != "transformers":
             raise LayershareError(f"{self.src}: not a transformers model directory")
@@ -68,8 +70,9 @@ class LazyModel:
         names = getattr(config, "architectures", None) or []
         cls = getattr(transformers, names[0], None) if names else None
         if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
-            raise LayershareError(f"{self.src}: architectures {names!r} is not a transformers class")
-        with init_empty_weights():
+            raise LayershareError(f"{self.src}: architectures {names!r} "
+                                  "is not a transformers class")
+        with empty_weights():
             self.model = cls(config)
         self.model.eval()
         self._where: dict[str, Path] = {}
@@ -82,7 +85,8 @@ class LazyModel:
                                           f"({self._where[name].name} and {f.name})")
                 self._where[name] = f
         self._used: set[str] = set()
-        self.stack_paths = list(stack_paths) if stack_paths is not None else _default_paths(self.model)
+        self.stack_paths = (list(stack_paths) if stack_paths is not None
+                            else _default_paths(self.model))
         inside = tuple(p + "." for p in self.stack_paths)
         self._load([n for n, _ in self._named_tensors() if not n.startswith(inside)])
 
@@ -124,7 +128,8 @@ class LazyModel:
         if not getattr(self.model.config, "tie_word_embeddings", False):
             return None
         out = self.model.get_output_embeddings()
-        return out if out is not None and name.endswith("weight") and out.weight is not None else None
+        return (out if out is not None and name.endswith("weight") and out.weight is not None
+                else None)
 
     def materialize(self, stack_path: str, layers) -> None:
         """Read the dense tensors of ``layers`` (indices) of the stack at ``stack_path``."""
@@ -139,7 +144,8 @@ class LazyModel:
             raise LayershareError(f"{self.src}: {len(left)} tensors were never read ({left[0]}...)")
         unused = sorted(set(self._where) - self._used)
         if unused:
-            raise LayershareError(f"{self.src}: stored tensors the model does not use: {unused[:3]}")
+            raise LayershareError(f"{self.src}: stored tensors the model does not use: "
+                                  f"{unused[:3]}")
         return self.model
 
 
@@ -168,11 +174,13 @@ def _header(path: Path) -> dict[str, dict]:
         begin, end = info["data_offsets"]
         if (info["dtype"], tuple(info["shape"])) != (dtype, shape):
             raise LayershareError(f"{path}: {name}: the header disagrees with safetensors")
-        out[name] = {"dtype": dtype, "shape": shape, "data_offsets": (8 + size + begin, 8 + size + end)}
+        out[name] = {"dtype": dtype, "shape": shape,
+                     "data_offsets": (8 + size + begin, 8 + size + end)}
     return out
 
 
-def read_tensors(path: Path, names: list[str], header: dict | None = None) -> dict[str, torch.Tensor]:
+def read_tensors(path: Path, names: list[str],
+                 header: dict | None = None) -> dict[str, torch.Tensor]:
     """The named tensors of a safetensors file, each read into its own memory (no map)."""
     header = header if header is not None else _header(path)
     out = {}

@@ -77,7 +77,8 @@ def locate(name: str) -> Path:
     try:
         dist = importlib.metadata.distribution(spec.dist)
     except importlib.metadata.PackageNotFoundError:
-        raise LayershareError(f"{name}: package {spec.dist} is not installed; run: {spec.pip}") from None
+        raise LayershareError(f"{name}: package {spec.dist} is not installed; "
+                              f"run: {spec.pip}") from None
     if dist.version != spec.version:
         raise LayershareError(f"{name}: {spec.dist} {dist.version} is installed, layershare is "
                               f"pinned to {spec.version}; run: {spec.pip}")

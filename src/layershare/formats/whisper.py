@@ -134,7 +134,8 @@ def _layer_map(ct2_prefix: str, hf_prefix: str, cross: bool) -> list:
         out.append((f"{ct2_prefix}/{ct2}/beta", [f"{hf_prefix}.{hf}.bias"], 1))
 
     def linear(ct2: str, hfs: list[str]):
-        out.append((f"{ct2_prefix}/{ct2}/weight", [f"{hf_prefix}.{h}.weight" for h in hfs], len(hfs)))
+        out.append((f"{ct2_prefix}/{ct2}/weight", [f"{hf_prefix}.{h}.weight" for h in hfs],
+                    len(hfs)))
         out.append((f"{ct2_prefix}/{ct2}/bias", [f"{hf_prefix}.{h}.bias" for h in hfs], len(hfs)))
 
     sa = "self_attn"

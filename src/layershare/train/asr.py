@@ -57,7 +57,8 @@ class Features:
         return cls(np.concatenate(mels) if mels else np.zeros((0, 80), np.float16), rows)
 
 
-def make_buckets(frames: list[int], budget: int, shuffle_seed: int | None = None) -> list[list[int]]:
+def make_buckets(frames: list[int], budget: int,
+                 shuffle_seed: int | None = None) -> list[list[int]]:
     """Utterance indices grouped by length so that ``len(group) * longest <= budget``
     (a longer utterance than the budget gets a bucket of its own). ``shuffle_seed``: the
     buckets in a fixed random order instead of shortest first."""

@@ -176,7 +176,8 @@ def read_yaml(path: Path) -> dict:
     except OSError as exc:
         raise LayershareError(f"cannot read config {path}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
-        raise LayershareError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise LayershareError(f"{path}: not UTF-8 text "
+                              f"({exc.reason} at byte {exc.start})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""

@@ -34,8 +34,8 @@ taking part in its all-gathers; (2) a forward-only model has no gradients or opt
 state to shard, so sharding would save only its weights (2 bytes a parameter in bf16,
 against 16 for a student parameter trained with AdamW: fp32 weight, gradient, two moments)
 at the price of an all-gather of the whole teacher every micro-batch; (3) the models this
-trainer distils fit one device, which rank 0's full student replica assumes anyway. A teacher too large for one device
-would need sharded evaluation first.
+trainer distils fit one device, which rank 0's full student replica assumes anyway. A
+teacher too large for one device would need sharded evaluation first.
 """
 
 from __future__ import annotations

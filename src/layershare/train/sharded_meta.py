@@ -112,7 +112,8 @@ def _check(directory: Path, path: Path, metadata) -> None:
         if not isinstance(index, MetadataIndex) or not isinstance(info, _StorageInfo):
             raise bad("a storage record is not an index and a byte range")
         rel = info.relative_path
-        if not isinstance(rel, str) or not rel or rel != os.path.basename(rel) or rel in (".", ".."):
+        if (not isinstance(rel, str) or not rel or rel != os.path.basename(rel)
+                or rel in (".", "..")):
             raise bad(f"shard {rel!r} is not a file name inside {directory}")
         if info.transform_descriptors:
             raise bad(f"shard {rel} is stored with transforms {info.transform_descriptors!r}, "

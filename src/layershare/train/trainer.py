@@ -3,8 +3,9 @@
 Per optimizer step: learning rate from the schedule (a function of the step), ``grad_accum``
 micro-batches per rank (DDP and FSDP2 sync gradients on the last one only; how the model is
 wrapped or sharded, and where its optimizer state is checkpointed: :mod:`.parallel`),
-gradient clipping, AdamW. Every ``eval_every`` steps rank 0 measures the valid split and keeps the best model;
-every ``save_every`` steps all ranks take part in writing the ``last`` checkpoint.
+gradient clipping, AdamW. Every ``eval_every`` steps rank 0 measures the valid split and
+keeps the best model; every ``save_every`` steps all ranks take part in writing the ``last``
+checkpoint.
 
 Determinism: the samples of step ``s`` depend only on (seed, s) and the global batch, the
 optimizer and RNG states are checkpointed, and the learning rate is recomputed from ``s``;
