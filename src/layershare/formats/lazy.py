@@ -4,12 +4,12 @@ Compressing a model layer by layer needs only one block of dense weights at a ti
 ``LazyModel`` builds the model with empty (meta) parameters (``empty_weights`` of
 :mod:`layershare.empty`, as ``layershare.load`` does; buffers such as rotary frequencies are
 built for real), reads every tensor outside the layer stacks at once (embeddings, final norm,
-head), and reads a layer's tensors only when ``materialize`` is called for it. Tensors are read from the safetensors
-files by plain ``read`` calls at the offsets of the file's JSON header (``read_tensors``),
-not through ``safe_open``'s memory map: every page of a mapped file that a tensor touched
-stays in the process's resident set while the map lives, so reading 22 layers through it
-grew RSS by one dense layer per layer, although the dense tensors were long freed. Nothing
-is unpickled or executed either way.
+head), and reads a layer's tensors only when ``materialize`` is called for it. Tensors are
+read from the safetensors files by plain ``read`` calls at the offsets of the file's JSON
+header (``read_tensors``), not through ``safe_open``'s memory map: every page of a mapped file
+that a tensor touched stays in the process's resident set while the map lives, so reading
+layer after layer through it grew RSS by one dense layer per layer, although the dense
+tensors were long freed. Nothing is unpickled or executed either way.
 
 What may be read is decided by the loader gate (formats/gate.py): the config may not ask
 for custom code (``auto_map``), transformers runs with ``trust_remote_code=False`` and an
