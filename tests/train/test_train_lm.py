@@ -182,7 +182,7 @@ def test_init_from_errors(tmp_path, text_data, capsys):
     train(load_config(None, tiny(text_data, "text", share={"method": "residual"},
                                  train={"steps": 2})), shared, progress=False)
     wide = tiny(text_data, "text", model={"d_model": 48}, train={"steps": 2})
-    for source, message in ((shared, "shares weights"), (tmp_path / "nope", "not a run"),
+    for source, message in ((shared, "shares weights"), (tmp_path / "nope", "no such file"),
                             (tmp_path / "shared", "shares weights")):
         argv = ["train", "--out", str(tmp_path / "x")]
         for s in wide + [f"model.init_from={source}"]:

@@ -33,14 +33,12 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_eval)
 
 
-def _is_run_dir(path: Path) -> bool:
-    return (path / "config.yaml").is_file() and (path / "model").is_dir()
-
-
 def cmd_eval(args) -> None:
     path = Path(args.model)
     if args.data is None:
-        if not _is_run_dir(path):
+        from ..formats.gate import is_run_directory
+
+        if not is_run_directory(path):
             raise LayershareError(f"{args.model}: give --data brown|FILE "
                                   "(it is not a run directory)")
         from ..train.evaluate import split_metrics

@@ -47,10 +47,6 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_generate)
 
 
-def _is_run_dir(path: Path) -> bool:
-    return (path / "config.yaml").is_file() and (path / "model").is_dir()
-
-
 def cmd_generate(args) -> None:
     if not args.prompt.strip():
         raise LayershareError("generate: --prompt is empty")
@@ -61,12 +57,15 @@ def cmd_generate(args) -> None:
     limits.threads(args.threads)
     if args.sample:
         limits.sampling(args.temperature, args.top_k)
-    runtime = args.runtime or ("onnx" if (Path(args.model) / "onnx.json").is_file() else "torch")
+    from ..formats.gate import is_run_directory
+
+    export = (Path(args.model) / "onnx.json").is_file()  # no torch import on this path
+    runtime = args.runtime or ("onnx" if export else "torch")
     if runtime == "onnx":
         _generate_onnx(args)
-    elif (Path(args.model) / "onnx.json").is_file():
+    elif export:
         raise LayershareError(f"{args.model} is an ONNX export; run it with --runtime onnx")
-    elif _is_run_dir(Path(args.model)):
+    elif is_run_directory(Path(args.model)):
         _generate_run(args)
     else:
         _generate_causal_lm(args)

@@ -21,31 +21,33 @@ from ..errors import LayershareError
 
 def is_ctc_model(path: str | os.PathLike) -> bool:
     """A ``layershare train`` run of the asr task, or a checkpoint of a SpeechEncoder."""
+    return _checkpoint_dir(path) is not None
+
+
+def _checkpoint_dir(path: str | os.PathLike) -> Path | None:
+    """The SpeechEncoder checkpoint of ``path`` (itself or a run's ``model/``), else None."""
     from ..checkpoint import read_meta
+    from ..formats.gate import is_run_directory
 
-    directory = _checkpoint_dir(Path(path))
-    if directory is None:
-        return False
+    path = Path(path)
+    directory = path / "model" if is_run_directory(path) else path
+    if not (directory / "layershare.json").is_file():
+        return None
     base = read_meta(directory).get("base", {})
-    return isinstance(base, dict) and base.get("class") == "SpeechEncoder"
-
-
-def _checkpoint_dir(path: Path) -> Path | None:
-    for candidate in (path / "model", path):
-        if (candidate / "layershare.json").is_file():
-            return candidate
-    return None
+    return directory if isinstance(base, dict) and base.get("class") == "SpeechEncoder" \
+        else None
 
 
 def load_ctc_model(path: str | os.PathLike):
     """The recogniser of a run directory (``RUN/model``) or checkpoint, in eval mode."""
     from ..checkpoint import load
+    from ..formats.gate import what_is
 
-    directory = _checkpoint_dir(Path(path))
-    if directory is None or not is_ctc_model(path):
+    directory = _checkpoint_dir(path)
+    if directory is None:
         raise LayershareError(f"{path}: not a layershare speech recogniser (a run of the asr "
                               "task, or its model/ checkpoint)")
-    return load(directory).eval()
+    return load(what_is(directory).model).eval()
 
 
 @torch.inference_mode()

@@ -33,6 +33,7 @@ import io
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LayershareError, first_line
@@ -173,3 +174,36 @@ def no_prompt():
         yield
     finally:
         sys.stdin = saved
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a path named on the command line is (:func:`what_is`).
+
+    ``kind``: ``run`` (a ``layershare train`` / ``distill`` directory), ``layershare`` (a
+    checkpoint), ``onnx`` (an export), ``transformers``, ``gguf`` or ``ctranslate2``. ``path``:
+    the path (a short name's installed location); ``model``: where its weights are (a run's
+    ``model/`` checkpoint, else ``path``)."""
+
+    kind: str
+    path: Path
+    model: Path
+
+
+def is_run_directory(path: Path) -> bool:
+    """A training or distillation run: its saved config and its compact model beside it."""
+    return path.is_dir() and (path / "config.yaml").is_file() and (path / "model").is_dir()
+
+
+def what_is(src: str | os.PathLike) -> Source:
+    """The one answer to "what is this path?" for every verb: a short name is resolved to its
+    installed files (formats/pretrained.py), a run directory is recognised by its
+    ``config.yaml`` and ``model/``, anything else goes through :func:`admit` (which refuses,
+    in one line, what may not be read)."""
+    from .pretrained import resolve
+
+    path = resolve(src)
+    if is_run_directory(path):
+        admit(path / "model")
+        return Source("run", path, path / "model")
+    return Source(admit(path), path, path)

@@ -374,13 +374,16 @@ def load_dense_weights(model: nn.Module, source: str) -> None:
     """Copy a trained dense model's weights into the fresh ``model`` (``model.init_from``):
     a run directory (its ``model/``) or a layershare checkpoint of the same class and shapes."""
     from ..checkpoint import load as load_checkpoint
+    from ..formats.gate import what_is
 
-    path = Path(source).expanduser()
-    path = path / "model" if (path / "model" / "layershare.json").is_file() else path
-    if not (path / "layershare.json").is_file():
+    try:
+        found = what_is(Path(source).expanduser())
+    except LayershareError as exc:
+        raise LayershareError(f"model.init_from: {exc}") from None
+    if found.kind not in ("run", "layershare"):
         raise LayershareError(f"model.init_from: {source} is not a run directory or a "
-                              "layershare checkpoint")
-    trained = load_checkpoint(path)
+                              f"layershare checkpoint (a {found.kind} model)")
+    trained = load_checkpoint(found.model)
     if getattr(trained, "layershare_config", None) is not None:
         raise LayershareError(f"model.init_from: {source} shares weights; start from a dense "
                               "model (or merge it first: layershare merge)")
