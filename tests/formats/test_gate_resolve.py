@@ -1,10 +1,10 @@
 """formats.gate.what_is: the one answer to "what is this path?" for every verb."""
 
 import pytest
+import tiny_models as T
 import torch
 
 import layershare
-import tiny_models as T
 from layershare.errors import LayershareError
 from layershare.formats.gate import what_is
 
