@@ -30,6 +30,9 @@ path (``x S^T + (x B^T) A^T + d x``: no dense weight is built at run time, S is 
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -168,6 +171,24 @@ def _to_fp32(model: nn.Module) -> None:
                 t.data = t.data.float()
 
 
+@contextlib.contextmanager
+def quiet_exporter():
+    """torch.onnx's own chatter (deprecation and shape-naming warnings, "torchvision is not
+    installed" log lines) is not the user's business: the export prints one summary, and a
+    failed export one error line. Restored afterwards."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def export_graph(model: nn.Module, path: Path, opset: int) -> dict:
     """Write the ONNX file ``path`` (+ ``path.data``, the weights) for ``model`` in fp32;
     returns the graph description stored in the export's metadata."""
@@ -198,7 +219,7 @@ def export_graph(model: nn.Module, path: Path, opset: int) -> dict:
     wrapper.eval()
     set_path(model, "factored")
     try:
-        with torch.no_grad():
+        with torch.no_grad(), quiet_exporter():
             torch.onnx.export(wrapper, args, str(path), dynamo=True,
                               opset_version=opset, input_names=names, output_names=outputs,
                               dynamic_shapes=shapes, external_data=True, verbose=False,
