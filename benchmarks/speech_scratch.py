@@ -182,6 +182,10 @@ def cmd_report(args) -> None:
                "sweep": json.loads(sweep_file.read_text()) if sweep_file.is_file() else None,
                "convergence": convergence(run), "lr": config_lr(run)}
         for precision in ("fp32", "int8"):
+            cached = run / f"measure-{precision}.json"  # a finished run is measured once
+            if cached.is_file() and cached.stat().st_mtime > (run / "results.json").stat().st_mtime:
+                row[precision] = json.loads(cached.read_text())
+                continue
             argv = [sys.executable, __file__, "measure", str(run / "model"), "--precision",
                     precision] + (["--data-dir", args.data_dir] if args.data_dir else [])
             if args.wrap:
@@ -189,6 +193,7 @@ def cmd_report(args) -> None:
             proc = subprocess.run(argv, capture_output=True, text=True, check=True,
                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
             row[precision] = json.loads(proc.stdout.strip().splitlines()[-1])
+            cached.write_text(json.dumps(row[precision]) + "\n")
             print(name, precision, {k: v["wer"] for k, v in row[precision].items()
                                     if isinstance(v, dict)}, flush=True)
         rows.append(row)
