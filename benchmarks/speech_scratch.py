@@ -239,21 +239,21 @@ def plots(rows: list[dict], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for precision, marker in (("fp32", "o"), ("int8", "s")):
-        xs = [r[precision][f"layer_bytes_{precision}"] / 1e6 for r in rows]
-        ys = [r[precision]["espeak-asr/test"]["wer"] for r in rows]
-        ax.scatter(xs, ys, marker=marker, label=f"{precision} weights", zorder=3)
-        if precision == "fp32":
-            for r, x, y in zip(rows, xs, ys):
-                ax.annotate(r["label"], (x, y), textcoords="offset points", xytext=(6, 4),
-                            fontsize=7)
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for i, r in enumerate(rows):  # one colour per model: circle fp32, square int8, joined
+        color = f"C{i}"
+        xs = [r[p][f"layer_bytes_{p}"] / 1e6 for p in ("fp32", "int8")]
+        ys = [r[p]["espeak-asr/test"]["wer"] for p in ("fp32", "int8")]
+        ax.plot(xs, ys, color=color, alpha=0.5, zorder=1)
+        ax.scatter(xs[:1], ys[:1], marker="o", color=color, zorder=3, label=r["label"])
+        ax.scatter(xs[1:], ys[1:], marker="s", color=color, zorder=3)
     ax.set_xscale("log")
     ax.set_xlabel("encoder-layer bytes (MB, log scale)")
     ax.set_ylabel("test WER % (espeak-asr test, training voices)")
-    ax.set_title("Speech recognisers trained from scratch: WER against bytes")
+    ax.set_title("Speech recognisers trained from scratch: WER against bytes "
+                 "(circle fp32, square int8)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     fig.savefig(out / "speech-scratch-pareto.png", dpi=130)
     plt.close(fig)
@@ -264,7 +264,7 @@ def plots(rows: list[dict], out: Path) -> None:
         steps, wers = zip(*r["convergence"]["curve"])
         ax.plot([s * per_step / 1e6 for s in steps], wers, marker=".", label=r["label"])
     ax.set_xlabel("input frames seen (millions, 10 ms each)")
-    ax.set_ylabel("valid WER % (fixed 12-bucket subset)")
+    ax.set_ylabel("valid WER % (the fixed valid subset)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
