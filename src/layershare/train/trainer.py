@@ -44,6 +44,7 @@ from .config import RunConfig
 from .datasets import TOKENIZER, build_task
 from .dlt_plugin import DLTPlugin, refuse_ddp
 from .evaluate import split_metrics
+from .init_from import load_dense_weights, same_tokenizer
 from .memory import closed_form_bytes, static_memory
 from .optim import autocast_for, pick_device, share
 from .parallel import Parallel
@@ -368,43 +369,6 @@ class Trainer:
         if not isinstance(earlier, dict) or earlier.get("steps") != self.step:
             return {}
         return {k: v for k, v in earlier.items() if k.startswith("final_")}
-
-
-def load_dense_weights(model: nn.Module, source: str) -> None:
-    """Copy a trained dense model's weights into the fresh ``model`` (``model.init_from``):
-    a run directory (its ``model/``) or a layershare checkpoint of the same class and shapes."""
-    from ..checkpoint import load as load_checkpoint
-    from ..formats.gate import what_is
-
-    try:
-        found = what_is(Path(source).expanduser())
-    except LayershareError as exc:
-        raise LayershareError(f"model.init_from: {exc}") from None
-    if found.kind not in ("run", "layershare"):
-        raise LayershareError(f"model.init_from: {source} is not a run directory or a "
-                              f"layershare checkpoint (a {found.kind} model)")
-    trained = load_checkpoint(found.model)
-    if getattr(trained, "layershare_config", None) is not None:
-        raise LayershareError(f"model.init_from: {source} shares weights; start from a dense "
-                              "model (or merge it first: layershare merge)")
-    if type(trained) is not type(model):
-        raise LayershareError(f"model.init_from: {source} is a {type(trained).__name__}, this "
-                              f"run builds a {type(model).__name__}")
-    theirs, ours = trained.state_dict(), model.state_dict()
-    mismatch = sorted(k for k in ours if k not in theirs or theirs[k].shape != ours[k].shape)
-    if mismatch or set(theirs) - set(ours):
-        name = (mismatch or sorted(set(theirs) - set(ours)))[0]
-        raise LayershareError(f"model.init_from: {source} does not fit this config's model "
-                              f"(first difference: {name})")
-    model.load_state_dict(theirs)
-
-
-def same_tokenizer(source: Path, out: Path) -> None:
-    """A run started from another run's weights must read text with its tokenizer."""
-    theirs, ours = source / TOKENIZER, out / TOKENIZER
-    if theirs.is_file() and ours.is_file() and theirs.read_bytes() != ours.read_bytes():
-        raise LayershareError(f"model.init_from: {source} was trained with another tokenizer "
-                              f"than this run's {ours}; use the same data and vocab_size")
 
 
 def summary(r: dict) -> str:
