@@ -52,9 +52,9 @@ where each layer's merged weight was saved for its backward. The ``unbind`` grad
 with several groups, the stacked S input) add one L x m x n buffer per matrix type during
 the step.
 
-Measured (benchmarks/results/batched-cpu.md, GPT-2 6 x 256 on CPU): ATen operators that do
-work per training step 1.14x dense (per-layer merges: 1.89x); the step time on a CPU, where
-launches are cheap, does not change. The GPU protocol is ``benchmarks/gpu_batched.sh``.
+What it saves (operators per training step against dense and against per-layer merges) is
+measured in benchmarks/results/batched-cpu.md; the GPU protocol is
+``benchmarks/gpu_batched.sh``.
 """
 
 from __future__ import annotations

@@ -211,9 +211,9 @@ def release_large_frees() -> bool:
     M_MMAP_THRESHOLD``), so each freed dense layer goes back to the system at once.
 
     glibc raises its mmap threshold as large blocks are freed (up to 32 MiB), after which
-    layer-sized tensors come from the heap and freed ones stay in the process, fragmented:
-    measured on an 8-layer d=1024 Llama compressed layer by layer, the resident set grew ~2.5x
-    faster than the live tensors without this. Process-wide; returns False off glibc.
+    layer-sized tensors come from the heap and freed ones stay in the process, fragmented, and
+    the resident set of a layer-by-layer compression grows faster than its live tensors
+    (benchmarks/compress_memory.py measures it). Process-wide; returns False off glibc.
     """
     import ctypes
     import ctypes.util

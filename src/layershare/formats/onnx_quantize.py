@@ -41,8 +41,8 @@ import numpy as np
 
 BLOCK = 32
 #: MatMulNBits ``accuracy_level`` 4: the activations are quantized to int8 per block too and
-#: the kernel runs int8 dot products. Measured on SmolLM2-135M (2 shared CPU cores): 9.7
-#: decode tokens/s against 0.5 with level 0 (fp32 compute, B dequantized on every call).
+#: the kernel runs int8 dot products; level 0 computes in fp32 and dequantizes B on every
+#: call, many times slower at decode (benchmarks/results/deploy.md).
 ACCURACY_LEVEL = 4
 MS_DOMAIN = "com.microsoft"
 
