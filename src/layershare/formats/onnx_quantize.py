@@ -42,7 +42,8 @@ import numpy as np
 BLOCK = 32
 #: MatMulNBits ``accuracy_level`` 4: the activations are quantized to int8 per block too and
 #: the kernel runs int8 dot products; level 0 computes in fp32 and dequantizes B on every
-#: call, many times slower at decode (benchmarks/results/deploy.md).
+#: call, which made decoding an order of magnitude slower when it was tried (the level is
+#: the one benchmarks/results/deploy.md uses).
 ACCURACY_LEVEL = 4
 MS_DOMAIN = "com.microsoft"
 
