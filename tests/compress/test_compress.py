@@ -255,3 +255,50 @@ def test_lazy_loading_refuses_a_checkpoint_that_does_not_fit(tmp_path):
              progress=False)
     with pytest.raises(LayershareError, match="does not use"):
         lazy.finish()
+
+
+def test_residual_fit_of_compress_is_its_whitened_optimum():
+    """compress(method="residual") against an independent computation of the optimum, per
+    matrix, in float64 (eigendecomposition, not the module's own functions): with G = X^T X
+    of the matrix's calibration inputs, S the group mean, the low-rank term is the rank-r
+    minimiser of ||(W - S - B A) X^T||_F -- (W - S) G^(1/2) truncated, times G^(-1/2) -- and
+    the diagonal the closed form d_i = (R G)_ii / G_ii of what remains, R = W - S - B A."""
+    dense = _perturbed(T.llama())
+    calib = _calib(batches=4)
+    name = "self_attn.o_proj"
+    grams = []
+    for layer in dense.model.layers[:2]:  # the first group (K=2): its inputs from the original
+        xs = []
+        hook = layer.get_submodule(name).register_forward_pre_hook(
+            lambda mod, a: xs.append(a[0].reshape(-1, a[0].shape[-1]).double()))
+        with torch.no_grad():
+            for batch in calib:
+                dense(**batch)
+        hook.remove()
+        x = torch.cat(xs)
+        grams.append(x.T @ x)
+    weights = [layer.get_submodule(name).weight.detach().double()
+               for layer in dense.model.layers[:2]]
+    model = copy.deepcopy(dense)
+    rank = 3
+    compress(model, calib, method="residual", group_size=2, rank=rank, sequential=False,
+             progress=False)
+    shared = sum(weights) / 2
+    for l, (w, g) in enumerate(zip(weights, grams)):
+        module = model.model.layers[l].get_submodule(name)
+        torch.testing.assert_close(module.shared.detach().double(), shared, rtol=0, atol=1e-5)
+        evals, evecs = torch.linalg.eigh(g)
+        evals = evals.clamp_min(evals.max() * 1e-12)
+        root, inv_root = (evecs * evals.sqrt()) @ evecs.T, (evecs / evals.sqrt()) @ evecs.T
+        u, s, vt = torch.linalg.svd((w - shared) @ root)
+        best = (u[:, :rank] * s[:rank]) @ vt[:rank] @ inv_root
+        got = (module.lora_B.double() @ module.lora_A.double()).detach()
+        error = lambda m: float(torch.trace(m @ g @ m.T))  # noqa: E731  ||m X^T||_F^2
+        optimum = error(w - shared - best)
+        assert error(w - shared - got) <= optimum * (1 + 1e-4) + 1e-9, l
+        rest = w - shared - got
+        d = torch.diagonal(rest @ g) / torch.diagonal(g)
+        torch.testing.assert_close(module.diag.detach().double(), d, rtol=1e-3, atol=1e-5)
+        u0, s0, v0 = torch.linalg.svd(w - shared)  # the unwhitened fit is measurably worse:
+        plain = (u0[:, :rank] * s0[:rank]) @ v0[:rank]  # the test can tell them apart
+        assert error(w - shared - plain) > optimum * 1.01, l
