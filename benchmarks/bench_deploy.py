@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -122,8 +121,7 @@ def run_child(kind: str, directory, data: Path, threads: int, greedy: bool = Tru
 
 def export_all(name: str, src, onnx_root: Path, dtypes: list[str]) -> dict[str, Path]:
     """dtype -> export directory: fp32 exported once, each quantized dtype from a copy of it."""
-    from layershare.formats.onnx import export
-    from layershare.formats.onnx_quantize import quantize_weights
+    from layershare.formats.onnx import export, quantize_export
 
     fp32 = onnx_root / name
     if not (fp32 / "onnx.json").is_file():
@@ -135,16 +133,8 @@ def export_all(name: str, src, onnx_root: Path, dtypes: list[str]) -> dict[str, 
         if dtype == "fp32":
             continue
         dirs[dtype] = onnx_root / f"{name}-{dtype}"
-        if (dirs[dtype] / "onnx.json").is_file():
-            continue
-        tmp = onnx_root / f".{name}-{dtype}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(fp32, tmp)
-        report = quantize_weights(tmp / "model.onnx", bits=int(dtype[3:]))
-        meta = json.loads((tmp / "onnx.json").read_text())
-        meta.update({"quantize": dtype, dtype: report})
-        (tmp / "onnx.json").write_text(json.dumps(meta, indent=2))
-        tmp.rename(dirs[dtype])
+        if not (dirs[dtype] / "onnx.json").is_file():
+            quantize_export(fp32, dirs[dtype], dtype)
     return dirs
 
 

@@ -120,8 +120,7 @@ def exported(src, label: str, out: Path, test, dtypes, keep: float = 1.0) -> lis
     import logging
 
     from layershare.deploy.ort_generate import OrtCausalLM
-    from layershare.formats.onnx import export
-    from layershare.formats.onnx_quantize import quantize_weights
+    from layershare.formats.onnx import export, quantize_export
 
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed"
 
@@ -134,15 +133,7 @@ def exported(src, label: str, out: Path, test, dtypes, keep: float = 1.0) -> lis
     for dtype in dtypes:
         target = out / "onnx" / f"{name}-{dtype}"
         if not (target / "onnx.json").is_file():
-            tmp = out / "onnx" / f".{name}-{dtype}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(fp32, tmp)
-            report = quantize_weights(tmp / "model.onnx", bits=int(dtype[3:]))
-            meta = json.loads((tmp / "onnx.json").read_text())
-            meta.update({"quantize": dtype, dtype: report})
-            (tmp / "onnx.json").write_text(json.dumps(meta, indent=2))
-            shutil.rmtree(target, ignore_errors=True)
-            tmp.rename(target)
+            quantize_export(fp32, target, dtype)
         print(f"== {label} {dtype} (ONNX Runtime)", flush=True)
         ppl = OrtCausalLM(target, threads=2).perplexity(test.numpy().astype("int64"))
         files = [f for f in target.iterdir() if f.name.startswith("model.onnx")]

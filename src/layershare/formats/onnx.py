@@ -150,3 +150,32 @@ def export(src, out, format: str = "onnx", opset: int = DEFAULT_OPSET,
 
     atomic_directory(out, write)
     return out
+
+
+def quantize_export(src: str | Path, out: str | Path, quantize: str) -> Path:
+    """A quantized copy (``int8`` | ``int4``) of the fp32 export ``src`` in ``out``, without
+    exporting again: the graph and its side files copied, the weights rewritten
+    (:func:`~layershare.formats.onnx_quantize.quantize_weights`), ``onnx.json`` updated.
+    Written atomically; ``out`` replaced if it is an earlier export."""
+    import shutil
+
+    from .onnx_quantize import quantize_weights
+
+    if quantize not in QUANTIZE:
+        raise LayershareError(f"unknown quantization {quantize!r}; choose one of "
+                              f"{', '.join(QUANTIZE)}")
+    src = Path(src)
+    meta = json.loads((src / META).read_text())
+    if meta.get("quantize") is not None:
+        raise LayershareError(f"{src} is quantized already ({meta['quantize']})")
+    out = check_out(out, "onnx", sources=[src], overwrite=True)
+
+    def write(tmp: Path) -> None:
+        for f in src.iterdir():
+            if f.is_file():
+                shutil.copy2(f, tmp / f.name)
+        sizes = quantize_weights(tmp / ONNX_FILE, bits=int(quantize[3:]))
+        (tmp / META).write_text(json.dumps({**meta, "quantize": quantize, quantize: sizes},
+                                           indent=2) + "\n")
+
+    return atomic_directory(out, write)
