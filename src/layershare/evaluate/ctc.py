@@ -89,21 +89,12 @@ def transcribe(model, utterances, beam: int = 1,
 
 def evaluate_ctc(model, utterances, beam: int = 1, limit: int | None = None) -> dict:
     """WER, S/D/I, decoding time and real-time factor of ``model`` on ``utterances``."""
-    from .wer import word_errors
+    from .wer import first, wer_report
 
-    if limit is not None:
-        if limit < 1:
-            raise LayershareError(f"--limit must be >= 1, got {limit}")
-        utterances = utterances[:limit]
-    if not utterances:
-        raise LayershareError("no utterances to evaluate")
+    utterances = first(utterances, limit)
     hyps, seconds = transcribe(model, utterances, beam)
-    audio = sum(u.seconds for u in utterances)
-    return {**word_errors([u.text for u in utterances], hyps),
-            "utterances": len(utterances), "audio_seconds": round(audio, 2),
-            "decode_seconds": round(seconds, 3), "real_time_factor": round(seconds / audio, 5),
-            "beams": beam, "threads": torch.get_num_threads(),
-            "hypotheses": [{"id": u.id, "ref": u.text, "hyp": h} for u, h in zip(utterances, hyps)]}
+    return {**wer_report(utterances, hyps, seconds), "beams": beam,
+            "threads": torch.get_num_threads()}
 
 
 def speech_sets(name: str, data_dir: Path | None = None, progress: bool = True) -> dict:

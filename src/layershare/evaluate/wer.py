@@ -102,27 +102,37 @@ def transcribe(model, tokenizer, audios, beams: int = 1, batch_size: int = 8,
     return out
 
 
-def evaluate_wer(model, tokenizer, utterances, beams: int = 1, batch_size: int = 8,
-                 limit: int | None = None, progress: bool = False,
-                 max_new_tokens: int = MAX_NEW_TOKENS) -> dict:
-    """WER of ``model`` on ``utterances`` (:class:`~layershare.data.audio.Utterance`), the
-    first ``limit`` of them when given; with decoding time and each hypothesis."""
+def first(utterances, limit: int | None) -> list:
+    """The first ``limit`` utterances (all when None); one line if there are none."""
     if limit is not None:
         if limit < 1:
             raise LayershareError(f"--limit must be >= 1, got {limit}")
         utterances = utterances[:limit]
     if not utterances:
         raise LayershareError("no utterances to evaluate")
-    start = time.perf_counter()
-    hyps = transcribe(model, tokenizer, [u.audio for u in utterances], beams, batch_size, progress,
-                      max_new_tokens)
-    seconds = time.perf_counter() - start
+    return utterances
+
+
+def wer_report(utterances, hyps: list[str], seconds: float) -> dict:
+    """WER, S/D/I, counts, decoding time and real-time factor, every hypothesis."""
     audio = sum(u.seconds for u in utterances)
     return {**word_errors([u.text for u in utterances], hyps),
             "utterances": len(utterances), "audio_seconds": round(audio, 2),
-            "decode_seconds": round(seconds, 2), "real_time_factor": round(seconds / audio, 4),
-            "beams": beams, "max_new_tokens": max_new_tokens,
+            "decode_seconds": round(seconds, 3), "real_time_factor": round(seconds / audio, 5),
             "hypotheses": [{"id": u.id, "ref": u.text, "hyp": h} for u, h in zip(utterances, hyps)]}
+
+
+def evaluate_wer(model, tokenizer, utterances, beams: int = 1, batch_size: int = 8,
+                 limit: int | None = None, progress: bool = False,
+                 max_new_tokens: int = MAX_NEW_TOKENS) -> dict:
+    """WER of ``model`` on ``utterances`` (:class:`~layershare.data.audio.Utterance`), the
+    first ``limit`` of them when given; with decoding time and each hypothesis."""
+    utterances = first(utterances, limit)
+    start = time.perf_counter()
+    hyps = transcribe(model, tokenizer, [u.audio for u in utterances], beams, batch_size, progress,
+                      max_new_tokens)
+    return {**wer_report(utterances, hyps, time.perf_counter() - start), "beams": beams,
+            "max_new_tokens": max_new_tokens}
 
 
 def encoder_params(model) -> dict:
