@@ -4,10 +4,11 @@
     python benchmarks/speech_scratch.py report --root runs/asr --out benchmarks/results
 
 ``run`` trains each named variant in turn: first the learning-rate sweep (the three values
-of ``LRS``, each for a fifth of the steps with the schedule scaled to match, scored by the
+of ``LRS``, each for a fifth of the config's steps with the schedule scaled to match, scored by the
 valid CTC loss of its last evaluation: a fifth of the way in, a recogniser's WER can still
 be ~100% at every rate, where the loss already ranks them), then the full run at the
-sweep's best rate. Every run
+sweep's best rate, for the config's steps times ``--steps-scale`` (the sweep keeps its
+length, so a longer protocol reuses the sweeps of the shorter one). Every run
 is an ordinary ``layershare train`` into ``ROOT/sweep/NAME-lrX`` or ``ROOT/NAME``, so
 running the same command again resumes where it stopped. Every variant sees the same data,
 the same buckets in the same order, the same steps and schedule; only the model and the
@@ -28,7 +29,7 @@ import sys
 from pathlib import Path
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-LRS = (7e-4, 1.5e-3, 3e-3)
+LRS = (1.5e-3, 3e-3, 6e-3)
 SWEEP_FRACTION = 5
 WIDTH = [1.0]  # --width-scale of this invocation (the GPU size doubles every width)
 # name -> (config, --set overrides, label)
@@ -86,8 +87,9 @@ def sweep(name: str, root: Path, extra: list[str]) -> float:
              f"train.eval_every={s['steps'] // 2}", f"train.save_every={s['save_every']}"]
     scores = {}
     for lr in LRS:
-        train(config, overrides, root / "sweep" / f"{name}-lr{lr:g}",
-              short + [f"train.lr={lr}"] + extra)
+        if not (root / "sweep" / f"{name}-lr{lr:g}" / "results.json").is_file():  # done
+            train(config, overrides, root / "sweep" / f"{name}-lr{lr:g}",
+                  short + [f"train.lr={lr}"] + extra)
         scores[lr] = last_valid(root / "sweep" / f"{name}-lr{lr:g}", "loss")
     best = min(scores, key=scores.get)
     (root / "sweep" / f"{name}.json").write_text(json.dumps(
@@ -116,8 +118,10 @@ def cmd_run(args) -> None:
     for name in args.variants:
         config, overrides, _ = VARIANTS[name]
         lr = args.lr if args.lr else sweep(name, root, extra)
+        longer = [f"train.{k}={round(v * args.steps_scale)}"
+                  for k, v in config_steps(config).items()] if args.steps_scale != 1 else []
         train(config, overrides + widened(config, args.width_scale), root / name,
-              [f"train.lr={lr}"] + extra)
+              [f"train.lr={lr}"] + longer + extra)
 
 
 # -- measuring and reporting ----------------------------------------------------------------
@@ -285,6 +289,8 @@ def main(argv=None) -> None:
                    help="one more override for every run (e.g. train.device=cuda)")
     r.add_argument("--width-scale", type=float, default=1.0,
                    help="every variant's d_model, ffn and conv channels times this")
+    r.add_argument("--steps-scale", type=float, default=1.0,
+                   help="the full runs' steps, warmup, eval and save intervals times this")
     r.set_defaults(func=cmd_run)
     m = sub.add_parser("measure", help="(internal) WER, RTF and peak memory of one model")
     m.add_argument("run")

@@ -6,8 +6,8 @@ are made once, lazily, by the ``onnx_exports`` fixture (tests/conftest.py).
 
 import os
 
-import pytest
 import tiny_models as T
+from requirements import need_module
 
 import layershare
 
@@ -22,12 +22,13 @@ INT8_TOLERANCE = 2e-2  # int8 vs fp32 PyTorch: max |difference| / max |output|
 
 
 def require_onnx():
-    """Skip without the [onnx] extra, unless CI installed it (then a missing one fails)."""
+    """Skip without the [onnx] extra, unless CI installed it or ``LAYERSHARE_REQUIRE`` names
+    onnx (then a missing one fails: tests/requirements.py)."""
     if "onnx" in os.environ.get("LAYERSHARE_EXTRAS", "").split(","):
         import onnx  # noqa: E401,F401
         return
     for name in ("onnx", "onnxruntime", "onnxscript"):
-        pytest.importorskip(name)
+        need_module(name, "onnx")
 
 
 def word_tokenizer(directory):

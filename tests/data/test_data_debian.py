@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 import summaries_helpers as H
+from requirements import need
 
 from layershare.cli import main
 from layershare.data import debian, load_splits, prepare, read_manifest
@@ -140,9 +141,9 @@ def test_lists_without_pairs_are_an_error(tmp_path):
         debian.build(tmp_path, tmp_path, progress=False, lists_dir=tmp_path)
 
 
-@pytest.mark.skipif(not shutil.which("apt-helper") and not os.path.isfile(APT_HELPER),
-                    reason="apt-helper (Debian's apt) is not installed")
 def test_compressed_lists_are_read_with_apt_helper(tmp_path):
+    need("apt-helper", bool(shutil.which("apt-helper")) or os.path.isfile(APT_HELPER),
+         "apt-helper (Debian's apt) is not installed")
     text = H.record("foo", "a foo", ["one two three"])
     path = tmp_path / (H.TRANSLATION + ".gz")
     path.write_bytes(gzip.compress(text.encode()))

@@ -5,6 +5,7 @@ import wave
 
 import numpy as np
 import pytest
+from requirements import ESPEAK, need_module, need_tool
 
 from layershare.data import audio, espeak, librivox
 from layershare.data.store import check_ready, write_manifest
@@ -27,9 +28,8 @@ def test_sentence_filter_and_voices():
 
 
 def test_espeak_recipe_on_three_sentences(tmp_path):
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed: apt-get install espeak-ng (.ci/run does)")
-    pytest.importorskip("soxr", reason="soxr is missing: pip install 'layershare[speech]'")
+    need_tool("espeak-ng", ESPEAK)
+    need_module("soxr", "speech")
     out = tmp_path / "espeak-en"
     out.mkdir()
     counts = espeak.build_from_sentences(out, tmp_path / "work", SENTENCES, progress=False,

@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+from requirements import ESPEAK, need_tool
 
 from layershare.data import espeak, espeak_asr
 from layershare.data.audio import log_mel, mel_frames
@@ -56,8 +57,7 @@ def test_plan_keeps_text_and_voices_apart():
 
 
 def test_espeak_asr_speaks_and_caches_features(tmp_path):
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed: apt-get install espeak-ng (.ci/run does)")
+    need_tool("espeak-ng", ESPEAK)
     texts = ["Choose a colour for the border.", "God saw the light, and it was good.",
              "Click the arrow next to the icon."]
     out = tmp_path / "a"

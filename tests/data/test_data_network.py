@@ -1,8 +1,8 @@
 """One real ``prepare`` per recipe, fetching from npm / Debian (marked ``network``).
 
 Each skips itself when the client is missing or the registry cannot be reached -- except in
-CI, where ``.ci/run`` sets ``LAYERSHARE_REQUIRE_NETWORK=1`` and a skip becomes a failure (a
-recipe that silently stops fetching must not pass there). They check the properties the
+CI, where ``.ci/run`` sets ``LAYERSHARE_REQUIRE=all`` and a skip becomes a failure (a
+recipe that silently stops fetching must not pass there: tests/requirements.py). They check the properties the
 recipes promise rather than exact counts (Debian packages move).
 About 45 s in all on two cores; run ``pytest -m "not network"`` to leave them out.
 """
@@ -13,6 +13,7 @@ import os
 import shutil
 
 import pytest
+from requirements import need, need_module
 
 from layershare.data import (FetchError, MissingToolError, load_splits, prepare,
                              read_manifest)
@@ -22,9 +23,7 @@ pytestmark = pytest.mark.network
 
 
 def _skip(reason: str):
-    if os.environ.get("LAYERSHARE_REQUIRE_NETWORK") == "1":
-        pytest.fail(f"network recipe test cannot run in CI: {reason}")
-    pytest.skip(reason)
+    need("network", False, f"network recipe test cannot run: {reason}")
 
 
 def fetched(name, tools, data_dir):
@@ -62,11 +61,11 @@ def test_libreoffice_de_en(tmp_path):
 
 def test_debian_summaries(tmp_path):
     """Reads the apt lists this machine has; never fetches them (that needs root), so it
-    skips, even in CI, when ``apt-get update -o Acquire::Languages=en`` has not been run."""
+    skips (fails where ``LAYERSHARE_REQUIRE`` names apt-lists) when ``apt-get update -o Acquire::Languages=en`` has not been run."""
     from layershare.data import debian
 
-    if not debian.list_files(debian.LISTS_DIR, debian.TRANSLATIONS):
-        pytest.skip(f"no apt Translation-en lists: run `{debian.FETCH_LISTS}` as root")
+    need("apt-lists", bool(debian.list_files(debian.LISTS_DIR, debian.TRANSLATIONS)),
+         f"no apt Translation-en lists: run `{debian.FETCH_LISTS}` as root")
     out, manifest, splits = fetched("debian-summaries", [], tmp_path)
     assert len(splits["test"]) >= 1000 and len(splits["valid"]) >= 1000
     assert len(splits["train"]) > 30000
@@ -90,7 +89,7 @@ def test_wordnet_supersense(tmp_path):
 
 
 def test_librivox(tmp_path):
-    pytest.importorskip("soxr", reason="soxr is missing: pip install 'layershare[speech]'")
+    need_module("soxr", "speech")
     out, manifest, splits = fetched("librivox", ["apt-get", "dpkg-deb"], tmp_path)
     assert manifest["counts"]["test"]["utterances"] == 5
     assert [u.text.split()[:3] for u in splits["test"]][1] == ["he", "was", "not"]

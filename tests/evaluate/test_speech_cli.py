@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import speech_helpers as S
 import tiny_models as T
+from requirements import need_module
 
 from layershare.cli import main
 from layershare.data import librivox
 from layershare.data.store import write_manifest
 
-pytest.importorskip("jiwer", reason="jiwer is missing: pip install 'layershare[speech]'")
+need_module("jiwer", "speech")
 
 
 @pytest.fixture(scope="module")

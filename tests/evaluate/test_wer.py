@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import speech_helpers as S
 import torch
+from requirements import ESPEAK, need, need_module, need_tool
 
 import layershare
 from layershare.data.audio import Utterance
@@ -18,7 +19,7 @@ from layershare.evaluate.wer import (
     word_errors,
 )
 
-pytest.importorskip("jiwer", reason="jiwer is missing: pip install 'layershare[speech]'")
+need_module("jiwer", "speech")
 
 
 def test_hand_made_pair():
@@ -95,10 +96,8 @@ def test_full_rank_conversion_transcribes_the_same_real(tmp_path):
     """The real Whisper tiny.en, its encoder converted at full rank (residual, K=2), on a
     sentence spoken by espeak-ng: the same words as the original."""
     real, why = S.real_model_dir()
-    if real is None:
-        pytest.skip(why)
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng; CI does)")
+    need("whisper", real is not None, why)
+    need_tool("espeak-ng", ESPEAK)
     from layershare.data.espeak import speak
     clip = speak(shutil.which("espeak-ng"), "Select the text and press enter.",
                  {"voice": "en-us", "variant": "m3", "speed": 160, "pitch": 50}, tmp_path, "c")

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import speech_helpers as S
 from fault_helpers import assert_one_line, snapshot
+from requirements import need_module
 
 from layershare.formats.ctranslate2 import write_model
 
 
 @pytest.fixture(scope="module")
 def gguf_file(tmp_path_factory):
-    gguf = pytest.importorskip("gguf")
+    gguf = need_module("gguf", "gguf")
     path = tmp_path_factory.mktemp("gguf") / "tiny.gguf"
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_block_count(2)

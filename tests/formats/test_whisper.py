@@ -7,6 +7,7 @@ import pytest
 import speech_helpers as S
 import torch
 import transformers
+from requirements import need
 
 from layershare.errors import LayershareError
 from layershare.formats import whisper as W
@@ -95,8 +96,7 @@ def test_not_a_whisper_tokenizer(tiny, tmp_path):
 @pytest.fixture(scope="module")
 def real():
     directory, why = S.real_model_dir()
-    if directory is None:
-        pytest.skip(why)
+    need("whisper", directory is not None, why)
     return directory
 
 
