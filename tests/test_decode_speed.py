@@ -1,0 +1,94 @@
+"""benchmarks/decode_speed.py on two tiny Seq2Seq checkpoints: every combination measured for
+every model, token counts that match an independent decode, speed-ups relative to the first
+model, and a profile whose categories are shares of the wall time."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from requirements import need_module
+
+import layershare
+from layershare.data import PAD_ID
+from layershare.data.tokenizer import load_tokenizer, train_tokenizer
+from layershare.models import Seq2Seq, Seq2SeqConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = ["the cat sat on the mat", "a dog ran in the park", "press enter to continue",
+         "choose a colour for the border", "click the arrow next to the icon",
+         "the light was good", "open the file menu", "save the document as text"]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("decode_speed",
+                                                  ROOT / "benchmarks" / "decode_speed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _checkpoint(directory: Path, tokenizer: Path, share: dict | None) -> Path:
+    torch.manual_seed(0)
+    tok = load_tokenizer(tokenizer)
+    model = Seq2Seq(Seq2SeqConfig(vocab_size=tok.get_vocab_size(), d_model=32, n_heads=4,
+                                  d_ff=64, max_len=64, encoder_layers=2, decoder_layers=2))
+    if share:
+        model = layershare.convert(model, **share)
+    layershare.save(model, directory)
+    (directory / "tokenizer.json").write_bytes(tokenizer.read_bytes())
+    return directory
+
+
+def test_decode_speed_measures_every_model_and_profiles(bench, tmp_path):
+    need_module("matplotlib", "eval")
+    tokenizer = train_tokenizer(TEXTS * 4, 300, tmp_path / "tok.json")
+    dense = _checkpoint(tmp_path / "dense", tokenizer, None)
+    shared = _checkpoint(tmp_path / "shared", tokenizer,
+                         dict(method="lowrank", group_size=2, rank=4))
+    sources = tmp_path / "sources.txt"
+    sources.write_text("\n".join(TEXTS) + "\n\n")
+    out = tmp_path / "speed"
+    bench.main([str(dense), str(shared), "--data", str(sources), "--sentences", "6",
+                "--beams", "1", "2", "--batch-sizes", "1", "4", "--threads", "1",
+                "--rounds", "1", "--profile", "--out", str(out)])
+    report = json.loads(out.with_suffix(".json").read_text())
+    rows = report["rows"]
+    assert len(rows) == 2 * 2 * 2  # models x beams x batch sizes
+    assert {r["model"] for r in rows} == {"dense", "shared"}
+    for r in rows:
+        assert r["sentences"] == 6 and r["generated_tokens"] > 0
+        if r["model"] == "dense":
+            assert r["speedup_tokens"] == 1.0
+        assert r["tokens_per_s"] == pytest.approx(r["generated_tokens"] / r["seconds"])
+    # the counted tokens are what the model generates, pad excluded
+    model, tok = layershare.load(dense).eval(), load_tokenizer(dense)
+    inputs = bench.batches(tok, TEXTS[:6], 4, 128)
+    expected = sum(int((model.translate(x, beam_size=2) != PAD_ID).sum()) for x in inputs)
+    row = next(r for r in rows if (r["model"], r["beam"], r["batch"]) == ("dense", 2, 4))
+    assert row["generated_tokens"] == expected
+    assert len(report["profiles"]) == 2
+    for p in report["profiles"]:
+        shares = p["share"]
+        assert set(shares) == set(bench.CATEGORIES)
+        assert sum(shares.values()) == pytest.approx(1.0)
+        assert all(v >= 0 for k, v in shares.items() if k != "search and Python")
+        assert shares["projections"] > 0 and shares["output projection"] > 0
+        assert shares["attention core"] > 0
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert "| beam 2 | 4 | 1 | shared |" in out.with_suffix(".md").read_text()
+
+
+def test_profile_hooks_are_removed(bench, tmp_path):
+    tokenizer = train_tokenizer(TEXTS * 4, 300, tmp_path / "tok.json")
+    model = layershare.load(_checkpoint(tmp_path / "m", tokenizer, None)).eval()
+    timer = bench.SelfTimes()
+    timer.watch_model(model)
+    assert "logits" in vars(model.embed)
+    timer.close()
+    assert "logits" not in vars(model.embed)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
