@@ -110,3 +110,23 @@ def test_data_is_the_same_flag_as_calib(tmp_path, llama_dir):
         outs.append(layershare.load(out).state_dict())
     for name in outs[0]:
         torch.testing.assert_close(outs[0][name], outs[1][name], rtol=0, atol=0)
+
+
+def test_compress_by_name_is_what_the_cli_does(tmp_path, llama_dir, capsys):
+    """``layershare.compress(PATH, calib=FILE, ...)`` opens the model, builds the same
+    calibration windows and gives the model the CLI saves; a data name with a model in
+    memory is refused (it has no tokenizer to cut the text with)."""
+    out = tmp_path / "cli"
+    options = dict(method="residual", group_size=2, keep=0.8)
+    assert main(["compress", str(llama_dir / "model"), "--method", "residual", "--group-size",
+                 "2", "--keep", "0.8", "--data", str(llama_dir / "text.txt"), "--calib-tokens",
+                 "64", "--seq-len", "16", "--quiet", "--out", str(out)]) == 0
+    assert "calibration: 64 tokens of" in capsys.readouterr().out
+    result = layershare.compress(str(llama_dir / "model"), calib=str(llama_dir / "text.txt"),
+                                 calib_tokens=64, seq_len=16, progress=False, **options)
+    assert result.calib_description.startswith("64 tokens of")
+    saved = layershare.load(out).state_dict()
+    for name, value in result.model.state_dict().items():
+        torch.testing.assert_close(value, saved[name], msg=name)
+    with pytest.raises(layershare.LayershareError, match="needs the model by name or path"):
+        layershare.compress(T.llama(), calib="brown", **options)

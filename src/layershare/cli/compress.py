@@ -13,10 +13,8 @@ train utterances, ``--calib-tokens`` counted in encoder frames (1500 per 30 s cl
 from __future__ import annotations
 
 import argparse
-import math
 
 from ..config import METHODS
-from ..errors import LayershareError
 from .common import add_overwrite, add_share_options, out_arg, save_with_tokenizer
 
 
@@ -79,87 +77,27 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_compress)
 
 
-def calibration_batches(tokenizer, source: str, tokens: int, seq_len: int, batch_size: int):
-    """Windows of calibration text as model-input batches (brown: its valid split)."""
-    from ..data.windows import read_text, token_windows
-
-    if tokens < seq_len:
-        raise LayershareError(f"--calib-tokens ({tokens}) must be at least --seq-len ({seq_len})")
-    lines = read_text(source, "valid")
-    windows = token_windows(tokenizer, lines, seq_len, math.ceil(tokens / seq_len),
-                            what=f"calibration text {source}")
-    return [{"input_ids": windows[i:i + batch_size]} for i in range(0, len(windows), batch_size)]
-
-
-def _speech_calibration(model, args, source: str) -> list[dict]:
-    """Whisper: features of espeak-en train utterances; teacher-forced transcripts as well
-    when the decoder stack is compressed."""
-    from ..compress.speech import speech_batches, train_utterances
-    from ..formats import whisper
-    from ..formats.pretrained import resolve
-
-    utterances = train_utterances(source, args.data_dir)
-    tokenizer = whisper.tokenizer(resolve(args.src)) if args.stacks != "encoder" else None
-    return speech_batches(model, utterances, args.calib_tokens, args.batch_size, tokenizer)
-
-
-def _calib_summary(calib, result, source: str, speech: bool) -> str:
-    if not speech:
-        return f"{result.calib_tokens:,} tokens of {source}"
-    clips = sum(len(b["input_features"]) for b in calib)
-    frames = sum(b["input_features"].shape[0] * b["input_features"].shape[-1] // 2 for b in calib)
-    return f"{clips} utterances of {source} train, {frames:,} encoder frames"
-
-
 def cmd_compress(args) -> None:
-    from .. import count, limits
+    from .. import count
     from ..compress import compress
-    from ..compress.speech import SPEECH_CALIB, is_speech_model
-    from ..formats.hub import auto_tokenizer, from_local
-    from ..formats.lazy import LazyModel, can_open_lazily, release_large_frees
     from ..formats.pretrained import resolve
     from ..outputs import check_out
 
-    if args.rank is not None and args.rank < 0:
-        raise LayershareError(f"--rank must be >= 0, got {args.rank}")
-    limits.at_least("--seq-len", args.seq_len, 2)
-    limits.at_least("--batch-size", args.batch_size)
-    limits.at_least("--calib-tokens", args.calib_tokens)
     check_out(args.out, "checkpoint", sources=[resolve(args.src)], overwrite=args.overwrite)
-    lazy = None
-    if can_open_lazily(resolve(args.src)):  # layer by layer: one block of dense weights at a time
-        release_large_frees()  # freed layers go back to the system (formats/lazy.py)
-        lazy = LazyModel(resolve(args.src))
-        model = lazy.model
-    else:  # GGUF (de-quantised by transformers as a whole) and other formats
-        model = from_local(args.src)
-    calib, speech = None, is_speech_model(model)
-    source = args.calib or ("espeak-en" if speech else "brown")
-    if source != "none" and speech:
-        calib = _speech_calibration(model, args, source)
-    elif source != "none":
-        if source in SPEECH_CALIB:
-            raise LayershareError(f"--calib {source} is speech; {type(model).__name__} reads "
-                                  "text: calibrate on brown or a text file")
-        limits.fits_positions(model, args.seq_len, "--seq-len")
-        calib = calibration_batches(auto_tokenizer(args.src), source, args.calib_tokens,
-                                    args.seq_len, args.batch_size)
-        limits.tokens_fit(model, calib[0]["input_ids"], f"calibration text {source}")
-    result = compress(model, calib, method=args.method, keep=args.keep, rank=args.rank,
+    result = compress(args.src, calib=args.calib, calib_tokens=args.calib_tokens,
+                      seq_len=args.seq_len, batch_size=args.batch_size, data_dir=args.data_dir,
+                      method=args.method, keep=args.keep, rank=args.rank,
                       group_size=_group_size(args), allocate=args.allocate,
                       sequential=args.sequential, target=args.target, progress=not args.quiet,
                       strategy=args.strategy, init=args.init, diag=args.diag,
-                      matrices=[m for m in args.matrices.split(",") if m], stacks=args.stacks,
-                      materialize=lazy.materialize if lazy else None)
-    if lazy is not None:
-        lazy.finish()
-    save_with_tokenizer(model, args.src, args.out, args.overwrite, dtype=args.dtype)
+                      matrices=[m for m in args.matrices.split(",") if m], stacks=args.stacks)
+    save_with_tokenizer(result.model, args.src, args.out, args.overwrite, dtype=args.dtype)
     if result.errors:
         print(f"{'matrix':<24}{'rel. whitened error':>20}{'max':>10}")
         for name, mean, worst in result.error_table():
             print(f"{name:<24}{mean:>20.4f}{worst:>10.4f}")
-    summary = "none" if calib is None else _calib_summary(calib, result, source, speech)
-    print(f"wrote {args.out} in {result.seconds:.1f} s (calibration: {summary})")
+    print(f"wrote {args.out} in {result.seconds:.1f} s (calibration: "
+          f"{result.calib_description})")
     print(f"matrix parameters kept: {result.keep:.4f}"
           + (f" (asked {args.keep:g})" if args.keep else ""))
-    print(count(model))
+    print(count(result.model))

@@ -1,6 +1,6 @@
 """Post-training compression: calibration (calibrate.py), whitened fits (whiten.py), budgets
-(budget.py, allocate.py), the layer-by-layer runner (sequential.py) and the public function
-:func:`~layershare.compress.api.compress` (api.py).
+(budget.py, allocate.py), the layer-by-layer runner (sequential.py), the public function
+:func:`~layershare.compress.api.compress` (api.py) and compression by name (source.py).
 
 ``layershare.compress(model, calib=..., method=..., keep=...)`` is the public call. The
 function and this package share the name ``layershare.compress`` (its modules must stay
@@ -11,9 +11,9 @@ function: ``layershare.compress(...)`` and ``layershare.compress.compress(...)``
 import sys
 import types
 
-from .api import CalibratedFit, CompressResult, compress
+from .api import CalibratedFit, CompressResult, compress, compress_model
 
-__all__ = ["compress", "CompressResult", "CalibratedFit"]
+__all__ = ["compress", "compress_model", "CompressResult", "CalibratedFit"]
 
 
 class _CallablePackage(types.ModuleType):

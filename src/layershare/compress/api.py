@@ -28,6 +28,7 @@ chooses every rank so that the stack keeps at most F of its matrix parameters
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -59,6 +60,7 @@ class CompressResult:
     #                                whitened error ||(W - W') X^T||^2 / ||W X^T||^2 per layer
     seconds: float = 0.0
     calib_tokens: int = 0
+    calib_description: str = ""    # what the fit saw (compress/source.py)
 
     def error_table(self) -> list[tuple[str, float, float]]:
         """(matrix name, mean, max) relative whitened error."""
@@ -113,7 +115,22 @@ class CalibratedFit(DataFreeFit):
         return d
 
 
-def compress(model: nn.Module, calib: list[dict] | None = None, method: str = "residual",
+def compress(model, calib=None, **options) -> CompressResult:
+    """The public call, ``layershare.compress``. ``model`` in memory: ``calib`` is a list of
+    batches or None, see :func:`compress_model`. ``model`` by path or short name: ``calib`` is
+    a data name, a text file or ``"none"`` (with ``calib_tokens``, ``seq_len``,
+    ``batch_size``, ``data_dir``), see :func:`~layershare.compress.source.compress_source`."""
+    if isinstance(model, (str, os.PathLike)):
+        from .source import compress_source
+        return compress_source(model, calib, **options)
+    if isinstance(calib, (str, os.PathLike)):
+        raise LayershareError(f"calib={str(calib)!r} names data, which needs the model by "
+                              "name or path (layershare.compress('DIR', calib='brown', ...)); "
+                              "for a model in memory pass calibration batches")
+    return compress_model(model, calib, **options)
+
+
+def compress_model(model: nn.Module, calib: list[dict] | None = None, method: str = "residual",
              keep: float | None = None, rank: int | None = None, group_size: int = 2,
              allocate: str = "uniform", sequential: bool = True, target: str = "local",
              progress: bool = True, materialize=None, **share) -> CompressResult:
