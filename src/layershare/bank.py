@@ -3,8 +3,8 @@
 A ResidualTransformer layer trains on its merged weight ``W_l = S_g(l) + B_l A_l + diag(d_l)``
 (:mod:`layershare.residual`). Built layer by layer, that is per converted matrix and step one
 ``addmm``, a diagonal update and their backward kernels: small launches that cost more than
-their FLOPs (``benchmarks/results/profile-cuda-full.md``: 1,360 kernels against dense's 804
-per compiled GPT-2 step, for +4.7% kernel time). A *weight bank* builds, for one matrix type
+their FLOPs (``benchmarks/results/profile-cuda-full.md`` counts them against dense's per
+compiled GPT-2 step). A *weight bank* builds, for one matrix type
 of one stack (every layer's ``c_attn``, say), all L merged weights at once:
 
     B = stack(B_l)  (L x m x r),  A = stack(A_l)  (L x r x n),  D = stack(d_l)  (L x k)

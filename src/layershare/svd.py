@@ -21,7 +21,7 @@ def truncated_svd(W: Tensor, rank: int) -> tuple[Tensor, Tensor]:
     Eckart-Young, ``||W - A B||_F^2`` is the sum of the squared dropped singular values.
 
     Computed from the eigendecomposition of the smaller Gram matrix (``W^T W`` or ``W W^T``)
-    in float64: on CPU it is ~4x faster than ``torch.linalg.svd`` and ``A B`` is then exactly
+    in float64: on CPU it is faster than ``torch.linalg.svd`` and ``A B`` is then exactly
     the projection of ``W`` onto its top-r singular subspace, so full rank reproduces ``W``.
     Directions with a (numerically) zero singular value get zero factors.
     """

@@ -1,8 +1,8 @@
 """Summarisation pairs from Debian package descriptions: long description -> synopsis.
 
 Every Debian package has a one-line *synopsis* and a *long description* written for the same
-reader, so body -> synopsis is a real abstractive summarisation pair (the synopsis occurs
-verbatim in its body in 6% of pairs). apt fetches them all, in English, as its Translation lists::
+reader, so body -> synopsis is a real abstractive summarisation pair (the synopsis rarely
+occurs verbatim in its body). apt fetches them all, in English, as its Translation lists::
 
     apt-get update -o Acquire::Languages=en
     /usr/lib/apt/apt-helper cat-file /var/lib/apt/lists/*_main_i18n_Translation-en.lz4
@@ -28,11 +28,10 @@ prefix and ``-dev``/``-doc``/``-data``-like suffixes stripped (:func:`group_of`)
 ``Description-md5`` was no alternative: it names one exact text, so grouping by it only
 joins exact copies (which the de-duplication below removes anyway), not near-copies. Grouping
 harder, by any shared paragraph, was measured and rejected: family boilerplate (the Haskell,
-Tryton, Node.js paragraphs) chains such groups into one of ~3,000 pairs, 5% of the data,
-which would make the test split a coin toss between families. On bookworm (2,790 test
-pairs) the chosen grouping leaves 12.5% of test bodies with a first paragraph (of >= 8 words)
-also in train, 33% when grouped by binary name instead; what remains is mostly such
-family boilerplate, whose synopses differ.
+Tryton, Node.js paragraphs) chains such groups into one of thousands of pairs, which would
+make the test split a coin toss between families. The chosen grouping leaves some test
+bodies with a first paragraph also in train (far fewer than grouping by binary name would);
+what remains is mostly such family boilerplate, whose synopses differ.
 
 Groups go to test / valid / train by a stable hash of the group (``split.bucket``), so a
 package keeps its split when Debian updates others. Then one pair per body, evaluation

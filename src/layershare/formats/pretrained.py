@@ -66,7 +66,7 @@ MODELS = {
          "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"}),
 }
 
-_verified: set[Path] = set()  # files checked in this process (hashing 100 MB costs ~0.3 s)
+_verified: set[Path] = set()  # files checked in this process (hashing is not free)
 
 
 def locate(name: str) -> Path:
