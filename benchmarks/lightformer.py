@@ -40,11 +40,14 @@ LRS = (5e-4, 1e-3, 2e-3)
 TARGET = 3.8          # LightFormer's "3.8x fewer parameters" (of the layer stacks here)
 GROUP = 3             # K: layers whose low-rank basis is shared
 SWEEP_FRACTION = 5
+BASE: dict = {}       # --model KEY=VALUE of this invocation: the dense model's shape
+EXTRA: list = []      # --set KEY=VALUE of this invocation: for every run (device, batch...)
 
 
 def base_model(config: str) -> dict:
+    """The config's ``model:`` section with this invocation's ``--model`` overrides."""
     import yaml
-    return yaml.safe_load((CONFIGS / config).read_text())["model"]
+    return {**yaml.safe_load((CONFIGS / config).read_text())["model"], **BASE}
 
 
 def layer_params(config: str, model_over: dict, share: dict | None) -> int:
@@ -118,7 +121,7 @@ def plan(task: str) -> dict[str, dict]:
 
 
 def overrides(variant: dict) -> list[str]:
-    sets = [f"model.{k}={v}" for k, v in variant["model"].items()]
+    sets = [f"model.{k}={v}" for k, v in {**BASE, **variant["model"]}.items()]
     for k, v in (variant["share"] or {"method": "dense"}).items():
         sets.append(f"share.{k}={v}")
     return sets
@@ -145,7 +148,7 @@ def cmd_run(args) -> None:
         if v.get("transfer"):
             sets.append(f"model.init_from={root / 'dense'}")
         lr = sweep(config, name, sets, steps, root)
-        train(config, sets, root / name, [f"train.lr={lr}"])
+        train(config, sets, root / name, [f"train.lr={lr}"] + EXTRA)
 
 
 def sweep(config: str, name: str, sets: list[str], steps: int, root: Path) -> float:
@@ -157,7 +160,7 @@ def sweep(config: str, name: str, sets: list[str], steps: int, root: Path) -> fl
     scores = {}
     for lr in LRS:
         run = root / "sweep" / f"{name}-lr{lr:g}"
-        train(config, base, run, [f"train.lr={lr}"])
+        train(config, EXTRA + base, run, [f"train.lr={lr}"])  # the short schedule wins
         scores[lr] = last_valid(run, "loss")
     best = min(scores, key=scores.get)
     (root / "sweep" / f"{name}.json").write_text(json.dumps(
@@ -177,8 +180,19 @@ def main(argv=None) -> None:
     r.add_argument("--dense-steps", type=int, required=True, help="N: the dense phase")
     r.add_argument("--finetune-steps", type=int, required=True, help="M: after the transfer")
     r.add_argument("--root", default="runs/lightformer")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="one more override for every run (e.g. train.device=cuda)")
     r.set_defaults(func=cmd_run)
+    for q_or_r in (q, r):
+        q_or_r.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
+                            help="the dense model's shape (e.g. layers=6, d_model=96); every "
+                                 "variant is sized against it")
     args = p.parse_args(argv)
+    import yaml
+    for item in args.model:
+        key, _, value = item.partition("=")
+        BASE[key] = yaml.safe_load(value)
+    EXTRA.extend(getattr(args, "set", []))
     args.func(args)
 
 
