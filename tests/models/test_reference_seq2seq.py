@@ -154,3 +154,32 @@ def test_translate_output_format():
                 assert set(row[row.index(EOS) + 1:]) <= {PAD}
             else:
                 assert PAD not in row
+
+
+@pytest.mark.parametrize("method, group_size, rank", [
+    ("lowrank", 2, 32),    # LightFormer: a shared basis of full rank, per-layer coefficients
+    ("lowrank", 1, 32),    # per-layer SVD at full rank
+    ("residual", 2, 32),   # ResidualTransformer: shared mean + a full-rank residual
+])
+def test_beam_search_of_a_full_rank_shared_decoder_equals_the_dense_one(method, group_size,
+                                                                         rank):
+    """The SVD transfer at full rank reproduces every matrix, so greedy and beam search give
+    the dense model's outputs token for token (what LightFormer's transfer starts from)."""
+    import copy
+
+    import layershare
+
+    # d_ff = d_model: every matrix is 32 x 32, so rank 32 is full even for a basis that two
+    # layers share ([W_1 W_2] is 32 x 64; ranks are capped at min(m, n) per matrix)
+    dense = sharpen(seq2seq("rope", d_ff=32), seed=3).eval()
+    shared = layershare.convert(copy.deepcopy(dense), method=method, group_size=group_size,
+                                rank=rank, init="mean")
+    assert layershare.count(shared).layer_params != layershare.count(dense).layer_params
+    src = ids(6, 7, seed=3)
+    src[2, 4:] = PAD
+    for beam_size in (1, 4):
+        expected = dense.translate(src, beam_size=beam_size, max_len=12)
+        got = shared.translate(src, beam_size=beam_size, max_len=12)
+        assert torch.equal(got, expected), (beam_size, got, expected)
+        torch.testing.assert_close(shared.score(src, got), dense.score(src, expected),
+                                   rtol=1e-4, atol=1e-4)

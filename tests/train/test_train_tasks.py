@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from requirements import need_module
 from train_helpers import tiny, weights
 
 import layershare
@@ -27,6 +28,8 @@ def test_translation_copy_task_bleu(tmp_path, copy_data, monkeypatch, capsys):
     refs = (out / "test.ref").read_text().splitlines()
     assert len(hyps) == len(refs) == results["test_pairs"] == 40
     assert results["test_bleu"] == pytest.approx(bleu(hyps, refs))
+    sacrebleu = need_module("sacrebleu", "eval")  # the whole split, sacrebleu's defaults
+    assert results["test_bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
     assert results["test_bleu"] > 50, results["test_bleu"]  # copying is learnt quickly
     assert results["test_decode_sentences_per_s"] > 0 and results["test_decode_s"] > 0
     assert refs[0] == (tmp_path / "copy" / "test.tgt").read_text().splitlines()[0]
@@ -67,33 +70,45 @@ def test_lightformer_converts_at_transfer_step(tmp_path, text_data):
     assert json.loads((out / "checkpoints" / "last" / "info.json").read_text())["converted"]
 
 
-def test_lightformer_resume_across_the_transfer(tmp_path, text_data):
-    """Stop at the transfer step (its checkpoint is still dense), resume: same as unbroken."""
+@pytest.mark.parametrize("stop_at", [10, 13])
+def test_lightformer_resume_across_the_transfer(tmp_path, text_data, stop_at):
+    """A crash right after the checkpoint of the transfer step (written before the
+    conversion: still dense), or in step 13, after the transfer and before the next
+    checkpoint (step 15): resuming gives the unbroken run's weights."""
     sets = tiny(text_data, "text", share={"method": "lowrank", "rank": 8, "transfer_at_step": 10},
                 train={"steps": 20, "save_every": 5, "eval_every": 5})
     train(load_config(None, sets), tmp_path / "whole", progress=False)
-    # a crash right after the checkpoint of step 10 (written before the conversion)
 
     class Stop(Exception):
         pass
 
-    original = trainer_mod.Trainer.checkpoint
+    checkpoint, train_step = trainer_mod.Trainer.checkpoint, trainer_mod.Trainer.train_step
 
     def checkpoint_then_stop(self):
-        original(self)
-        if self.step == 10:
+        checkpoint(self)
+        if self.step == stop_at:
             raise Stop
 
-    trainer_mod.Trainer.checkpoint = checkpoint_then_stop
+    def stop_in_step(self):
+        if self.step == stop_at:
+            assert self.converted  # the transfer happened, its checkpoint has not
+            raise Stop
+        return train_step(self)
+
+    patched = ("checkpoint", checkpoint_then_stop) if stop_at == 10 else \
+        ("train_step", stop_in_step)
+    setattr(trainer_mod.Trainer, *patched)
     try:
         with pytest.raises(Stop):
             train(load_config(None, sets), tmp_path / "broken", progress=False)
     finally:
-        trainer_mod.Trainer.checkpoint = original
+        trainer_mod.Trainer.checkpoint = checkpoint
+        trainer_mod.Trainer.train_step = train_step
     info = json.loads((tmp_path / "broken" / "checkpoints" / "last" / "info.json").read_text())
     assert info["step"] == 10 and not info["converted"]
     train(load_config(None, sets), tmp_path / "broken", progress=False)
     a = weights(tmp_path / "whole" / "checkpoints" / "last" / "model")
     b = weights(tmp_path / "broken" / "checkpoints" / "last" / "model")
+    assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6)
