@@ -63,8 +63,9 @@ def kill_job(proc, timeout: float = 30.0) -> None:
 def kill_after_checkpoint(cmd: list[str], out: Path, env: dict, after_step: int = 3,
                           timeout: float = 300.0):
     """Start the torchrun job ``cmd`` writing to ``out``, kill -9 all of it as soon as its
-    ``last`` checkpoint is at step >= ``after_step``; the step killed at (None: it ended
-    first)."""
+    ``last`` checkpoint is at step >= ``after_step``; the step of the ``last`` checkpoint
+    that survived the kill, read after it (a later checkpoint can land between the poll and
+    the kill), or None when the job ended first."""
     import subprocess
 
     from layershare.train.state import read_info
@@ -76,7 +77,7 @@ def kill_after_checkpoint(cmd: list[str], out: Path, env: dict, after_step: int 
         info = read_info(out) if (out / "checkpoints" / "last" / "info.json").is_file() else None
         if info is not None and info["step"] >= after_step:
             kill_job(proc)  # the launcher and its workers
-            killed_at = info["step"]
+            killed_at = read_info(out)["step"]  # what a resume starts from
             break
         time.sleep(0.01)
     proc.wait()
