@@ -202,9 +202,9 @@ def cmd_report(args) -> None:
                                     if isinstance(v, dict)}, flush=True)
         rows.append(row)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "speech-scratch.json").write_text(json.dumps(rows, indent=1) + "\n")
-    (out / "speech-scratch-table.md").write_text(table(rows))
-    plots(rows, out)
+    (out / f"{args.name}.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (out / f"{args.name}-table.md").write_text(table(rows))
+    plots(rows, out, args.name)
     print(table(rows))
 
 
@@ -238,7 +238,7 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plots(rows: list[dict], out: Path) -> None:
+def plots(rows: list[dict], out: Path, name: str = "speech-scratch") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -259,7 +259,7 @@ def plots(rows: list[dict], out: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
-    fig.savefig(out / "speech-scratch-pareto.png", dpi=130)
+    fig.savefig(out / f"{name}-pareto.png", dpi=130)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -273,7 +273,7 @@ def plots(rows: list[dict], out: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "speech-scratch-curves.png", dpi=130)
+    fig.savefig(out / f"{name}-curves.png", dpi=130)
     plt.close(fig)
 
 
@@ -302,6 +302,8 @@ def main(argv=None) -> None:
     q.add_argument("--out", default="benchmarks/results")
     q.add_argument("--data-dir", default=None)
     q.add_argument("--wrap", default=None, help="run each measurement under this (quiet.sh)")
+    q.add_argument("--name", default="speech-scratch",
+                   help="file names: NAME.json, NAME-table.md, NAME-pareto.png, NAME-curves.png")
     q.set_defaults(func=cmd_report)
     args = p.parse_args(argv)
     args.func(args)

@@ -85,3 +85,16 @@ def test_distill_report_tables_lm_and_encoder_runs(tmp_path, monkeypatch, capsys
     assert "| res3 | before distillation | - | 0 | - | - | - | 0.5000 | 0.1000 | - |" in table
     assert Path(f"{out}.png").stat().st_size > 0
     assert len(json.loads(Path(f"{out}.json").read_text())) == 3
+
+
+def test_speech_scratch_convergence_reads_the_last_fifth(tmp_path):
+    """"Converged" = valid WER improved by less than 2% (relative) over the last 20% of the
+    steps: the evaluation nearest 80% of the run against the best one after it."""
+    convergence = _module("speech_scratch").convergence
+    for wers, converged in (([90, 60, 50, 40, 30], False), ([90, 60, 40.0, 39.9, 39.5], True)):
+        rows = [{"step": 100 * (i + 1), "split": "valid", "wer": w, "loss": 1.0}
+                for i, w in enumerate(wers)] + [{"step": 500, "split": "train", "loss": 1.0}]
+        (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        c = convergence(tmp_path)
+        assert c["valid_wer_at_80pct"] == wers[3] and c["converged"] is converged
+        assert c["last_20pct_gain"] == round((wers[3] - min(wers[3:])) / wers[3], 4)
