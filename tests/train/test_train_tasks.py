@@ -30,6 +30,7 @@ def test_translation_copy_task_bleu(tmp_path, copy_data, monkeypatch, capsys):
     assert results["test_bleu"] == pytest.approx(bleu(hyps, refs))
     sacrebleu = need_module("sacrebleu", "eval")  # the whole split, sacrebleu's defaults
     assert results["test_bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
+    assert results["test_chrf"] == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score)
     assert results["test_bleu"] > 50, results["test_bleu"]  # copying is learnt quickly
     assert results["test_decode_sentences_per_s"] > 0 and results["test_decode_s"] > 0
     assert refs[0] == (tmp_path / "copy" / "test.tgt").read_text().splitlines()[0]

@@ -4,7 +4,7 @@
   ``LMTask.eval_batches``), ``exp(total NLL / tokens)``;
 * translation: beam-search output detokenized by the tokenizer, scored by sacreBLEU's
   ``corpus_bleu`` against the raw references (the standard 13a tokenization, so figures
-  are comparable with published ones on the same data); ``OUT/SPLIT.hyp`` and
+  are comparable with published ones on the same data), chrF beside it; ``OUT/SPLIT.hyp`` and
   ``OUT/SPLIT.ref`` hold one sentence a line, beside the score;
 * summarisation: the same beam search, stopped at the task's longest training summary,
   scored by ROUGE-1/2/L F1 (``rouge-score``, mean over pairs x 100; evaluate/rouge.py),
@@ -70,6 +70,14 @@ def bleu(hyps: list[str], refs: list[str]) -> float:
     return float(sacrebleu.corpus_bleu(hyps, [refs]).score)
 
 
+def chrf(hyps: list[str], refs: list[str]) -> float:
+    """sacrebleu's chrF (character 6-grams, beta 2), the usual companion of BLEU."""
+    from ..extras import require
+
+    sacrebleu = require("sacrebleu")
+    return float(sacrebleu.corpus_chrf(hyps, [refs]).score)
+
+
 def split_metrics(task: Task, model, split: str, device, out: Path | None = None,
                   autocast=nullcontext, raw_rows: list | None = None) -> dict:
     """``{split}_loss`` and ``{split}_ppl`` | ``{split}_bleu`` | ``{split}_rouge1/2/L`` |
@@ -111,5 +119,6 @@ def split_metrics(task: Task, model, split: str, device, out: Path | None = None
         result.update({f"{split}_{name}": value for name, value in rouge(hyps, refs).items()})
     else:
         result[f"{split}_bleu"] = bleu(hyps, refs)
+        result[f"{split}_chrf"] = chrf(hyps, refs)
     result[f"{split}_pairs"] = len(rows)
     return result
