@@ -16,7 +16,7 @@ from .errors import LayershareError
 EXTRAS = {
     "matplotlib": ("plots (loss.png, Pareto plots)", "train"),
     "sacrebleu": ("BLEU", "eval"),
-    "sklearn": ("the linear probe of encoder fidelity", "eval"),
+    "sklearn": ("the linear probe of encoder fidelity and macro-F1", "eval"),
     "rouge_score": ("ROUGE", "eval"),
     "jiwer": ("word error rates", "speech"),
     "soxr": ("resampling audio", "speech"),

@@ -48,10 +48,22 @@ def test_classification_accuracy(tmp_path, class_data, capsys):
     results = train(load_config(None, sets), out, progress=False)
     assert json.loads((out / "labels.json").read_text()) == ["BLUE", "GREEN", "RED"]
     assert results["test_acc"] > 0.9, results["test_acc"]
+    assert 80 < results["test_macro_f1"] <= 100
     assert results["best_valid"]["metric"] == "acc"
     assert main(["eval", str(out)]) == 0
     assert json.loads(capsys.readouterr().out)["test_acc"] == pytest.approx(results["test_acc"])
     assert layershare.load(out / "model").layershare_config.method == "tied"
+
+
+def test_macro_f1_weighs_every_class_alike():
+    """Hand-made: class 2 is rare and always missed; accuracy hardly notices, macro-F1 does.
+    Class 0: 4 of its 5 found, 4 of 5 guesses right: F1 4/5. Class 1: all 4 found, 4 of 5
+    guesses right: F1 8/9. Class 2: 0."""
+    from layershare.train.evaluate import macro_f1
+
+    truth = [0, 0, 0, 0, 0, 1, 1, 1, 1, 2]
+    guess = [0, 0, 0, 0, 1, 1, 1, 1, 1, 0]
+    assert macro_f1(truth, guess) == pytest.approx(100 * (4 / 5 + 8 / 9 + 0) / 3)
 
 
 def test_lightformer_converts_at_transfer_step(tmp_path, text_data):

@@ -9,7 +9,7 @@
 * summarisation: the same beam search, stopped at the task's longest training summary,
   scored by ROUGE-1/2/L F1 (``rouge-score``, mean over pairs x 100; evaluate/rouge.py),
   with the same ``SPLIT.hyp`` / ``SPLIT.ref`` files;
-* classification: accuracy (and loss).
+* classification: accuracy and macro-F1 (scikit-learn; and loss).
 
 Tokenizer ids count as BPE tokens, not words: perplexities of runs with different
 tokenizers are not comparable.
@@ -70,6 +70,16 @@ def bleu(hyps: list[str], refs: list[str]) -> float:
     return float(sacrebleu.corpus_bleu(hyps, [refs]).score)
 
 
+def macro_f1(truth: list[int], guess: list[int]) -> float:
+    """Macro-averaged F1 (scikit-learn) over the classes that occur in ``truth`` or ``guess``,
+    x 100: every class counts alike, however rare."""
+    from ..extras import require
+
+    require("sklearn")
+    from sklearn.metrics import f1_score
+    return 100.0 * float(f1_score(truth, guess, average="macro", zero_division=0))
+
+
 def chrf(hyps: list[str], refs: list[str]) -> float:
     """sacrebleu's chrF (character 6-grams, beta 2), the usual companion of BLEU."""
     from ..extras import require
@@ -95,6 +105,7 @@ def split_metrics(task: Task, model, split: str, device, out: Path | None = None
     result = {f"{split}_loss": figures["loss"]}
     if task.kind == "classification":
         result[f"{split}_acc"] = figures["acc"]
+        result[f"{split}_macro_f1"] = macro_f1(*task.predictions(model, split, device, autocast))
         return result
     result[f"{split}_ppl"] = figures["ppl"]
     if task.kind == "lm":

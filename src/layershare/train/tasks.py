@@ -234,6 +234,20 @@ class ClassificationTask(Task):
         loss = torch.nn.functional.cross_entropy(logits, batch["labels"])
         return loss, int((logits.argmax(-1) == batch["labels"]).sum())
 
+    @torch.no_grad()
+    def predictions(self, model, split: str, device, autocast=nullcontext) -> tuple[list, list]:
+        """(true labels, predicted labels) as class indices over the whole split."""
+        was_training = model.training
+        model.eval()
+        truth, guess = [], []
+        for batch in self.eval_batches(split, self.cfg.eval.batch_size):
+            batch = to_device(batch, device)
+            with autocast():
+                guess += model(batch["ids"]).argmax(-1).tolist()
+            truth += batch["labels"].tolist()
+        model.train(was_training)
+        return truth, guess
+
     def build_model(self):
         m = self.cfg.model
         return EncoderClassifier(EncoderClassifierConfig(
