@@ -53,6 +53,13 @@ def test_compress_then_eval_with_reference(tmp_path, llama_dir, capsys):
                  "--json"]) == 0
     same = json.loads(capsys.readouterr().out)
     assert abs(same["kl"]) < 1e-6 and same["top1"] == 1.0
+    # int8 weights of the original against the original: a small divergence, not none
+    assert main(["eval", str(llama_dir / "model"), "--data", str(llama_dir / "text.txt"),
+                 "--seq-len", "16", "--windows", "4", "--reference", str(llama_dir / "model"),
+                 "--json", "--int8"]) == 0
+    int8 = json.loads(capsys.readouterr().out)
+    assert int8["int8"] and 0 < int8["kl"] < 0.05 and int8["top1"] > 0.8
+    assert int8["weights_bytes_int8"] < 0.4 * int8["weights_bytes_fp32"]
 
 
 @pytest.mark.parametrize("args, message", [

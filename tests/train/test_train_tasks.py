@@ -53,6 +53,11 @@ def test_classification_accuracy(tmp_path, class_data, capsys):
     assert main(["eval", str(out)]) == 0
     assert json.loads(capsys.readouterr().out)["test_acc"] == pytest.approx(results["test_acc"])
     assert layershare.load(out / "model").layershare_config.method == "tied"
+    # int8 weights: nearly the same accuracy, about a quarter of the matrix bytes
+    assert main(["eval", str(out), "--int8"]) == 0
+    int8 = json.loads(capsys.readouterr().out)
+    assert int8["int8"] and int8["test_acc"] > results["test_acc"] - 0.1
+    assert int8["weights_bytes_int8"] < 0.4 * int8["weights_bytes_fp32"]
 
 
 def test_macro_f1_weighs_every_class_alike():

@@ -30,7 +30,20 @@ def add_commands(sub) -> None:
     p.add_argument("--reference", default=None,
                    help="the original model: also report KL(original || model) and top-1 agreement")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--int8", action="store_true",
+                   help="weight-only int8 first (per-row symmetric, shared tensors once: "
+                        "deploy/int8.py); reports the int8 bytes beside the figures")
     p.set_defaults(func=cmd_eval)
+
+
+def _int8(model, args) -> dict:
+    """With --int8: quantize ``model`` in place; the weight bytes either way."""
+    from ..deploy.int8 import fp32_bytes, int8_bytes, quantize_int8_
+
+    sizes = {"weights_bytes_fp32": fp32_bytes(model), "weights_bytes_int8": int8_bytes(model)}
+    if args.int8:
+        quantize_int8_(model)
+    return {"int8": args.int8, **sizes}
 
 
 def cmd_eval(args) -> None:
@@ -45,7 +58,10 @@ def cmd_eval(args) -> None:
 
         cfg, model, device, autocast, build_task = run_dir(path)
         task = build_task(cfg, path, progress=False, setup=False)
-        print(json.dumps(split_metrics(task, model, args.split, device, path, autocast), indent=2))
+        sizes = _int8(model, args)
+        out = None if args.int8 else path  # int8 hypotheses never replace the run's own
+        print(json.dumps({**split_metrics(task, model, args.split, device, out, autocast),
+                          **sizes}, indent=2))
         return
     from .. import limits
     from ..data.windows import read_text, token_windows
@@ -63,12 +79,14 @@ def cmd_eval(args) -> None:
     windows = token_windows(tokenizer, read_text(args.data, args.split), args.seq_len,
                             args.windows or None, what=f"{args.data} {args.split}")
     limits.tokens_fit(model, windows, f"{args.data} {args.split}")
+    sizes = _int8(model, args)
     result = lm_quality(model, windows, args.batch_size, reference, progress=not args.json)
+    result.update(sizes)
     result["protocol"] = protocol(args.data, args.split, result)
     if args.json:
         print(json.dumps(result))
         return
-    line = f"perplexity {result['perplexity']:.3f}"
+    line = f"perplexity {result['perplexity']:.3f}" + (" (int8 weights)" if args.int8 else "")
     if reference is not None:
         line += (f", KL(reference || model) {result['kl']:.4f} nats/token, "
                  f"top-1 agreement {result['top1']:.4f}")
