@@ -157,6 +157,38 @@ def cmd_measure(args) -> None:
     print(json.dumps(out), flush=True)
 
 
+def cmd_rtf(args) -> None:
+    """Real-time factor side by side: every run's recogniser decodes the espeak-asr test set
+    (features + encoder + greedy CTC, one thread), the runs alternating round by round so the
+    drift of a shared machine hits them alike; the median round of each, and its ratio to
+    the first run. Run it under benchmarks/quiet.sh."""
+    import statistics
+
+    import torch
+
+    from layershare.evaluate.ctc import load_ctc_model, speech_sets, transcribe
+
+    torch.set_num_threads(1)
+    utterances = speech_sets("espeak-asr", Path(args.data_dir) if args.data_dir else None,
+                             False)["espeak-asr/test"]
+    audio = sum(u.seconds for u in utterances)
+    models = [load_ctc_model(run) for run in args.runs]
+    for model in models:  # warm-up
+        transcribe(model, utterances[:16])
+    seconds = [[] for _ in models]
+    for _ in range(args.rounds):
+        for i, model in enumerate(models):
+            seconds[i].append(transcribe(model, utterances)[1])
+    medians = [statistics.median(s) for s in seconds]
+    out = {"audio_seconds": audio, "utterances": len(utterances), "rounds": args.rounds,
+           "threads": 1, "runs": {run: {"seconds": m, "real_time_factor": m / audio,
+                                        "vs_first": m / medians[0], "all_rounds": s}
+                                  for run, m, s in zip(args.runs, medians, seconds)}}
+    print(json.dumps(out, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+
+
 def convergence(run: Path) -> dict:
     """Valid WER at the evaluation nearest 80% of the steps and the best after it:
     converged when the last 20% improved it by less than 2% (relative)."""
@@ -297,6 +329,12 @@ def main(argv=None) -> None:
     m.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
     m.add_argument("--data-dir", default=None)
     m.set_defaults(func=cmd_measure)
+    t = sub.add_parser("rtf", help="real-time factors of runs side by side (quiet.sh)")
+    t.add_argument("runs", nargs="+", help="run directories; the first is the reference")
+    t.add_argument("--rounds", type=int, default=3)
+    t.add_argument("--data-dir", default=None)
+    t.add_argument("--out", default=None, help="also write the JSON here")
+    t.set_defaults(func=cmd_rtf)
     q = sub.add_parser("report", help="measure every finished run; table and plots")
     q.add_argument("--root", default="runs/asr")
     q.add_argument("--out", default="benchmarks/results")
