@@ -25,13 +25,14 @@ def required(what: str) -> bool:
 
 
 def need(what: str, present: bool, reason: str) -> None:
-    """Skip (or, where required, fail) unless ``present``."""
+    """Skip (or, where required, fail) unless ``present``; in a test or at module level (a
+    whole file that needs ``what``)."""
     if present:
         return
     if required(what):
         pytest.fail(f"{reason} (LAYERSHARE_REQUIRE={os.environ['LAYERSHARE_REQUIRE']} "
-                    f"requires {what})")
-    pytest.skip(reason)
+                    f"requires {what})", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
 
 
 def need_module(name: str, extra: str):

@@ -30,7 +30,7 @@ def test_speech_merge_keeps_rows_the_run_did_not_measure():
 
 
 def test_speech_labels_never_overlap_each_other():
-    need_module("matplotlib", "eval")
+    need_module("matplotlib", "train")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -68,7 +68,7 @@ def _run(root: Path, name: str, task: str, after: dict, before: dict | None, cur
 
 
 def test_distill_report_tables_lm_and_encoder_runs(tmp_path, monkeypatch, capsys):
-    need_module("matplotlib", "eval")
+    need_module("matplotlib", "train")
     lm = {"perplexity": 8.0, "kl": 0.5, "top1": 0.6}
     enc = {"cosine": 0.9, "mse": 0.01}
     _run(tmp_path / "lm", "svd1-kl-lowrank", "distill-lm", lm, {**lm, "perplexity": 20.0}, "ppl")

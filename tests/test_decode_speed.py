@@ -45,7 +45,7 @@ def _checkpoint(directory: Path, tokenizer: Path, share: dict | None) -> Path:
 
 
 def test_decode_speed_measures_every_model_and_profiles(bench, tmp_path):
-    need_module("matplotlib", "eval")
+    need_module("matplotlib", "train")
     tokenizer = train_tokenizer(TEXTS * 4, 300, tmp_path / "tok.json")
     dense = _checkpoint(tmp_path / "dense", tokenizer, None)
     shared = _checkpoint(tmp_path / "shared", tokenizer,

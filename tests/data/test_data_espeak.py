@@ -1,6 +1,5 @@
 """The espeak-en recipe (on 3 sentences) and the librivox recipe (on a fake package tree)."""
 
-import shutil
 import wave
 
 import numpy as np
@@ -52,11 +51,13 @@ def test_espeak_recipe_on_three_sentences(tmp_path):
 
 
 def test_audio_split_round_trip_and_errors(tmp_path):
-    rows = [("a", "one", np.int16([1, 2, 3]), {"voice": "x"}), ("b", "two words", np.int16([4]), {})]
+    rows = [("a", "one", np.int16([1, 2, 3]), {"voice": "x"}),
+            ("b", "two words", np.int16([4]), {})]
     counts = audio.write_split(tmp_path, "test", rows)
     assert counts == {"utterances": 2, "words": 3, "seconds": 0.0}
     got = audio.read_split(tmp_path, "test")
-    assert [(u.id, u.text, u.meta) for u in got] == [("a", "one", {"voice": "x"}), ("b", "two words", {})]
+    assert [(u.id, u.text, u.meta) for u in got] == [("a", "one", {"voice": "x"}),
+                                                     ("b", "two words", {})]
     np.testing.assert_allclose(got[0].audio * 32768, [1, 2, 3])
     (tmp_path / "test.wav").write_bytes(b"RIFFjunk")
     with pytest.raises(LayershareError, match="not a readable WAV"):

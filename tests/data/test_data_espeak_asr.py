@@ -1,7 +1,6 @@
 """The espeak-asr recipe: Bible parsing, the split plan, voices, speaking + cached features."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest

@@ -2,21 +2,19 @@
 
 Each skips itself when the client is missing or the registry cannot be reached -- except in
 CI, where ``.ci/run`` sets ``LAYERSHARE_REQUIRE=all`` and a skip becomes a failure (a
-recipe that silently stops fetching must not pass there: tests/requirements.py). They check the properties the
-recipes promise rather than exact counts (Debian packages move).
+recipe that silently stops fetching must not pass there: tests/requirements.py). They check
+the properties the recipes promise rather than exact counts (Debian packages move).
 About 45 s in all on two cores; run ``pytest -m "not network"`` to leave them out.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import pytest
 from requirements import need, need_module
 
-from layershare.data import (FetchError, MissingToolError, load_splits, prepare,
-                             read_manifest)
+from layershare.data import FetchError, MissingToolError, load_splits, prepare, read_manifest
 from layershare.data.store import check_ready
 
 pytestmark = pytest.mark.network
@@ -61,7 +59,8 @@ def test_libreoffice_de_en(tmp_path):
 
 def test_debian_summaries(tmp_path):
     """Reads the apt lists this machine has; never fetches them (that needs root), so it
-    skips (fails where ``LAYERSHARE_REQUIRE`` names apt-lists) when ``apt-get update -o Acquire::Languages=en`` has not been run."""
+    skips (fails where ``LAYERSHARE_REQUIRE`` names apt-lists) when ``apt-get update -o
+    Acquire::Languages=en`` has not been run."""
     from layershare.data import debian
 
     need("apt-lists", bool(debian.list_files(debian.LISTS_DIR, debian.TRANSLATIONS)),

@@ -7,9 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from layershare.data import (BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, load_tokenizer,
-                             train_recipe_tokenizer, train_tokenizer)
-from layershare.data import recipes
+from layershare.data import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    SPECIAL_TOKENS,
+    UNK_ID,
+    load_tokenizer,
+    recipes,
+    train_recipe_tokenizer,
+    train_tokenizer,
+)
 from layershare.errors import LayershareError
 
 TEXTS = ["The jury said no evidence.", "Drücken Sie die Eingabetaste.",

@@ -35,12 +35,26 @@ when it matches. Errors a user can fix are :class:`layershare.errors.LayershareE
 
 from .fetch import ChecksumError, FetchError, MissingToolError
 from .local import load_parallel_splits, load_text_splits
-from .recipes import (RECIPES, Recipe, get_recipe, load_splits, prepare, recipe_dir,
-                      train_recipe_tokenizer)
+from .recipes import (
+                      RECIPES,
+                      Recipe,
+                      get_recipe,
+                      load_splits,
+                      prepare,
+                      recipe_dir,
+                      train_recipe_tokenizer,
+)
 from .split import SPLITS
 from .store import default_data_dir, read_manifest
-from .tokenizer import (BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, load_tokenizer,
-                        train_tokenizer)
+from .tokenizer import (
+                      BOS_ID,
+                      EOS_ID,
+                      PAD_ID,
+                      SPECIAL_TOKENS,
+                      UNK_ID,
+                      load_tokenizer,
+                      train_tokenizer,
+)
 
 __all__ = [
     "RECIPES", "Recipe", "get_recipe", "prepare", "load_splits", "recipe_dir",

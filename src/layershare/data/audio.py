@@ -38,7 +38,8 @@ class Utterance:
 
 def to_int16(audio: np.ndarray) -> np.ndarray:
     """Float samples in [-1, 1] as 16-bit PCM (clipped, rounded)."""
-    return np.clip(np.round(np.asarray(audio, dtype=np.float64) * 32767), -32768, 32767).astype("<i2")
+    scaled = np.round(np.asarray(audio, dtype=np.float64) * 32767)
+    return np.clip(scaled, -32768, 32767).astype("<i2")
 
 
 def write_split(directory: Path, split: str, utterances) -> dict:
@@ -68,7 +69,8 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
         with wave.open(str(path), "rb") as wav:
             if wav.getsampwidth() != 2 or wav.getnchannels() != 1:
                 raise LayershareError(f"{path}: expected mono 16-bit PCM, got "
-                                      f"{wav.getnchannels()} channels of {8 * wav.getsampwidth()} bits")
+                                      f"{wav.getnchannels()} channels of "
+                                      f"{8 * wav.getsampwidth()} bits")
             rate, frames = wav.getframerate(), wav.readframes(wav.getnframes())
     except (wave.Error, EOFError) as exc:
         raise LayershareError(f"{path}: not a readable WAV file ({exc})") from None

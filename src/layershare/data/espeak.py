@@ -58,7 +58,8 @@ def choose_sentences(english: list[str]) -> list[str]:
 
 def voice_of(sentence: str) -> dict:
     """The (voice, variant, speed, pitch) that speaks ``sentence``: fixed by its hash."""
-    pick = lambda options, salt: options[int(stable_unit(sentence, f"{SEED}-{salt}") * len(options))]  # noqa: E731
+    def pick(options, salt):
+        return options[int(stable_unit(sentence, f"{SEED}-{salt}") * len(options))]
     return {"voice": pick(VOICES, "voice"), "variant": pick(VARIANTS, "variant"),
             "speed": pick(SPEEDS, "speed"), "pitch": pick(PITCHES, "pitch")}
 
@@ -99,8 +100,9 @@ def build_from_sentences(out: Path, work: Path, sentences: list[str], progress: 
     with ThreadPoolExecutor(max_workers=workers) as pool:  # espeak-ng runs as a subprocess
         for split, texts in splits.items():
             voices = [voice_of(t) for t in texts]
-            jobs = pool.map(lambda args: speak(espeak, args[1], args[2], work, f"{split}-{args[0]}"),
-                            [(i, t, v) for i, (t, v) in enumerate(zip(texts, voices))])
+            jobs = pool.map(
+                lambda args: speak(espeak, args[1], args[2], work, f"{split}-{args[0]}"),
+                [(i, t, v) for i, (t, v) in enumerate(zip(texts, voices))])
             bar = tqdm(jobs, total=len(texts), desc=f"espeak-en {split}", unit="utt",
                        disable=not progress, leave=False)
             rows = ((f"{split}-{i:05d}", t, samples, v)

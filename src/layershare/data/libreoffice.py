@@ -92,7 +92,8 @@ def build(out: Path, work: Path, progress: bool) -> dict:
         write_lines(out / de_name, (de for de, _ in pairs))
         write_lines(out / en_name, (en for _, en in pairs))
         counts[split] = {"pairs": len(pairs),
-                         "help_files": sum(1 for rel in by_file if bucket(rel, VALID, TEST) == split),
+                         "help_files": sum(1 for rel in by_file
+                                           if bucket(rel, VALID, TEST) == split),
                          "de_words": sum(len(de.split()) for de, _ in pairs),
                          "en_words": sum(len(en.split()) for _, en in pairs)}
     source = {pkg: {"version": deb_version(debs[pkg]), "sha256": sha256_file(debs[pkg])}

@@ -9,7 +9,6 @@ deleted, writes ``manifest.json`` last and renames the result into place.
 from __future__ import annotations
 
 import functools
-
 import shutil
 import tempfile
 import time
@@ -21,8 +20,15 @@ from ..errors import LayershareError
 from ..outputs import check_out, describe
 from . import brown, debian, espeak, espeak_asr, libreoffice, librivox, local, wordnet
 from .fetch import say
-from .store import (check_ready, default_data_dir, new_partial, publish, read_manifest,
-                    remove_stale_partials, write_manifest)
+from .store import (
+    check_ready,
+    default_data_dir,
+    new_partial,
+    publish,
+    read_manifest,
+    remove_stale_partials,
+    write_manifest,
+)
 from .tokenizer import train_tokenizer
 
 

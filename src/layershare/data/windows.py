@@ -24,7 +24,6 @@ import torch
 
 from ..errors import LayershareError
 
-
 MARGIN = 16  # tokens past the last one used that a prefix must hold
 MAX_WINDOWS_TOKENS = 1 << 31  # windows x seq_len above this is refused (int64 ids: 16 GiB)
 
