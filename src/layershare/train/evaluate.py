@@ -72,12 +72,12 @@ def bleu(hyps: list[str], refs: list[str]) -> float:
 
 def macro_f1(truth: list[int], guess: list[int]) -> float:
     """Macro-averaged F1 (scikit-learn) over the classes that occur in ``truth`` or ``guess``,
-    x 100: every class counts alike, however rare."""
+    a fraction like the accuracy beside it: every class counts alike, however rare."""
     from ..extras import require
 
     require("sklearn")
     from sklearn.metrics import f1_score
-    return 100.0 * float(f1_score(truth, guess, average="macro", zero_division=0))
+    return float(f1_score(truth, guess, average="macro", zero_division=0))
 
 
 def chrf(hyps: list[str], refs: list[str]) -> float:
@@ -90,8 +90,8 @@ def chrf(hyps: list[str], refs: list[str]) -> float:
 
 def split_metrics(task: Task, model, split: str, device, out: Path | None = None,
                   autocast=nullcontext, raw_rows: list | None = None) -> dict:
-    """``{split}_loss`` and ``{split}_ppl`` | ``{split}_bleu`` | ``{split}_rouge1/2/L`` |
-    ``{split}_acc`` over a split.
+    """``{split}_loss`` and ``{split}_ppl`` | ``{split}_bleu`` and ``_chrf`` |
+    ``{split}_rouge1/2/L`` | ``{split}_acc`` and ``_macro_f1`` over a split.
 
     For translation and summarisation ``raw_rows`` are the split's (source, reference)
     strings (references are scored untokenized); hypotheses and references go to

@@ -211,8 +211,15 @@ class SummarisationTask(TranslationTask):
 
 
 class ClassificationTask(Task):
+    """Text -> one of ``labels``; test accuracy and macro-F1 (scikit-learn)."""
+
     kind = "classification"
     best_metric = ("acc", "max")
+
+    def __init__(self, cfg: RunConfig, tok, splits: dict, labels: list[str] | None = None):
+        from ..extras import require
+        require("sklearn")  # macro-F1 at the end: a missing scikit-learn fails here, not then
+        super().__init__(cfg, tok, splits, labels)
 
     def prepare(self, split, rows):
         index = {name: i for i, name in enumerate(self.labels)}
