@@ -85,25 +85,30 @@ def sources(data: str | None, config: dict | None, limit: int) -> tuple[list[str
     return [s for s, _ in splits["test"][:limit]], f"{name} test split"
 
 
-def max_len_for(data: str, config: dict | None, tok) -> int:
-    """0 (the model's rule) for translation; for summarisation the longest tokenized
-    training summary, where the trainer's test decoding stops (train/tasks.py)."""
-    if data != "debian-summaries":
+def max_len_for(config: dict | None, tok) -> int:
+    """Where the trainer's test decoding of this run stops (train/tasks.py): ``eval.max_len``
+    if set; else 0 (the model's rule, 2 x source + 10) for translation, and for summarisation
+    the longest training summary as the task cuts it (``train.seq_len - 2`` tokens), + eos."""
+    from layershare.train.sections import TASKS
+
+    config = config or {}
+    if config.get("eval", {}).get("max_len"):
+        return int(config["eval"]["max_len"])
+    name = config.get("data", {}).get("name")
+    if TASKS.get(name) != "summarisation":
         return 0
     from layershare.data import load_splits
-    directory = (config or {}).get("data", {}).get("dir")
-    splits = load_splits(data, Path(directory) if directory else None, progress=False)
-    return max(len(e.ids) for e in tok.encode_batch([t for _, t in splits["train"]])) + 1
+    directory = config["data"].get("dir")
+    splits = load_splits(name, Path(directory) if directory else None, progress=False)
+    longest = max(len(e.ids) for e in tok.encode_batch([t for _, t in splits["train"]]))
+    return min(longest, config["train"]["seq_len"] - 2) + 1
 
 
 def batches(tok, lines: list[str], batch_size: int, max_src: int) -> list[torch.Tensor]:
-    from layershare.data import EOS_ID
-    from layershare.train.tasks import pad
+    """The sources as the trainer's test decoding batches them (sorted by length)."""
+    from layershare.train.evaluate import source_batches
 
-    ids = [e.ids[:max_src - 1] + [EOS_ID] for e in tok.encode_batch(lines)]
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    return [pad([ids[i] for i in order[s:s + batch_size]])
-            for s in range(0, len(order), batch_size)]
+    return [src for _, src in source_batches(tok, lines, batch_size, max_src)]
 
 
 # -- timing ------------------------------------------------------------------------------------
@@ -211,8 +216,8 @@ def profile(m: dict, beam: int = 4, batch: int = 64) -> dict:
     inputs = batches(m["tok"], m["lines"], batch, m["max_src"])
     decode(m["model"], inputs[:1], beam, m["max_len"])
     timer = SelfTimes()
-    timer.watch_model(m["model"])
     try:
+        timer.watch_model(m["model"])
         wall, _ = decode(m["model"], inputs, beam, m["max_len"])
     finally:
         timer.close()
@@ -283,16 +288,28 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if min(args.sentences, args.rounds, *args.beams, *args.batch_sizes, *args.threads) < 1:
         raise SystemExit("--sentences, --rounds, --beams, --batch-sizes, --threads must be >= 1")
-    models = []
+    threads = torch.get_num_threads()
+    try:
+        run(args, argv if argv is not None else sys.argv[1:])
+    finally:
+        torch.set_num_threads(threads)  # measure() and profile() change it
+
+
+def run(args, argv: list[str]) -> None:
+    models, max_lens = [], {}
     for path in args.models:
         model, tok, config = load_model(path)
-        lines, origin = sources(args.data, config if not models else models[0]["config"],
-                                args.sentences)
-        data = args.data or (config or {}).get("data", {}).get("name", "")
+        if not models:  # every model decodes the first one's sources
+            lines, origin = sources(args.data, config, args.sentences)
+        c = config or {}
+        key = (json.dumps([c.get("data"), c.get("train", {}).get("seq_len"),
+                           c.get("eval", {}).get("max_len")], default=str), tok.to_str())
+        if key not in max_lens:  # the training summaries tokenized once, not once a model
+            max_lens[key] = max_len_for(config, tok)
         models.append({"name": path.name if path.name != "model" else path.parent.name,
                        "model": model, "tok": tok, "config": config, "lines": lines,
                        "max_src": (config or {}).get("train", {}).get("seq_len") or args.max_src,
-                       "max_len": max_len_for(data, config, tok)})
+                       "max_len": max_lens[key]})
     print(f"{len(lines)} sources from {origin}", flush=True)
     rows = measure(models, args)
     chosen = [models[0]] + ([models[-1]] if len(models) > 1 else [])
@@ -300,7 +317,8 @@ def main(argv=None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(
         {"sources": origin, "rows": rows, "profiles": profiles,
-         "command": " ".join(sys.argv)}, indent=1) + "\n")
+         "command": "python benchmarks/decode_speed.py " + " ".join(map(str, argv))},
+        indent=1) + "\n")
     args.out.with_suffix(".md").write_text(table(rows, profiles))
     plot(rows, args.out.with_suffix(".png"))
     print(table(rows, profiles))

@@ -13,7 +13,7 @@ import torch
 from requirements import need_module
 
 import layershare
-from layershare.data import PAD_ID
+from layershare.data import EOS_ID, PAD_ID
 from layershare.data.tokenizer import load_tokenizer, train_tokenizer
 from layershare.models import Seq2Seq, Seq2SeqConfig
 
@@ -53,9 +53,11 @@ def test_decode_speed_measures_every_model_and_profiles(bench, tmp_path):
     sources = tmp_path / "sources.txt"
     sources.write_text("\n".join(TEXTS) + "\n\n")
     out = tmp_path / "speed"
+    threads = torch.get_num_threads()
     bench.main([str(dense), str(shared), "--data", str(sources), "--sentences", "6",
                 "--beams", "1", "2", "--batch-sizes", "1", "4", "--threads", "1",
                 "--rounds", "1", "--profile", "--out", str(out)])
+    assert torch.get_num_threads() == threads  # restored
     report = json.loads(out.with_suffix(".json").read_text())
     rows = report["rows"]
     assert len(rows) == 2 * 2 * 2  # models x beams x batch sizes
@@ -65,11 +67,15 @@ def test_decode_speed_measures_every_model_and_profiles(bench, tmp_path):
         if r["model"] == "dense":
             assert r["speedup_tokens"] == 1.0
         assert r["tokens_per_s"] == pytest.approx(r["generated_tokens"] / r["seconds"])
-    # the counted tokens are what the model generates, pad excluded
+    # the counted tokens are what the model generates, pad excluded: at batch 1, each
+    # sentence decoded alone, tokenized here as the trainer does (a batch's default max_len
+    # follows its longest source, so only batch 1 compares sentence by sentence)
     model, tok = layershare.load(dense).eval(), load_tokenizer(dense)
-    inputs = bench.batches(tok, TEXTS[:6], 4, 128)
-    expected = sum(int((model.translate(x, beam_size=2) != PAD_ID).sum()) for x in inputs)
-    row = next(r for r in rows if (r["model"], r["beam"], r["batch"]) == ("dense", 2, 4))
+    expected = 0
+    for line in TEXTS[:6]:
+        src = torch.tensor([tok.encode(line).ids + [EOS_ID]])
+        expected += int((model.translate(src, beam_size=2) != PAD_ID).sum())
+    row = next(r for r in rows if (r["model"], r["beam"], r["batch"]) == ("dense", 2, 1))
     assert row["generated_tokens"] == expected
     assert len(report["profiles"]) == 2
     for p in report["profiles"]:
@@ -83,12 +89,19 @@ def test_decode_speed_measures_every_model_and_profiles(bench, tmp_path):
     assert "| beam 2 | 4 | 1 | shared |" in out.with_suffix(".md").read_text()
 
 
-def test_profile_hooks_are_removed(bench, tmp_path):
+@pytest.mark.parametrize("share", [None, dict(method="residual", group_size=2, rank=4)])
+def test_profile_hooks_are_removed(bench, tmp_path, share):
+    """The profile leaves the model as it found it (a residual model has hooks of its own)."""
     tokenizer = train_tokenizer(TEXTS * 4, 300, tmp_path / "tok.json")
-    model = layershare.load(_checkpoint(tmp_path / "m", tokenizer, None)).eval()
+    model = layershare.load(_checkpoint(tmp_path / "m", tokenizer, share)).eval()
+
+    def hooks():
+        return {name: (dict(m._forward_hooks), dict(m._forward_pre_hooks))
+                for name, m in model.named_modules()}
+    before = hooks()
     timer = bench.SelfTimes()
     timer.watch_model(model)
-    assert "logits" in vars(model.embed)
+    assert "logits" in vars(model.embed) and hooks() != before
     timer.close()
     assert "logits" not in vars(model.embed)
-    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    assert hooks() == before

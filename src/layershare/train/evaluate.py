@@ -39,6 +39,20 @@ def strip_ids(row: list[int]) -> list[int]:
     return out
 
 
+def source_batches(tok, lines: list[str], batch_size: int,
+                   max_src: int = 0) -> list[tuple[list[int], torch.Tensor]]:
+    """``lines`` tokenized (cut to ``max_src - 1`` tokens if > 0, then eos), sorted by length
+    and padded in batches of ``batch_size`` (less padding, faster decoding): (the batch's
+    indices into ``lines``, its source ids) per batch."""
+    ids = [e.ids for e in tok.encode_batch(list(lines))]
+    if max_src:
+        ids = [row[:max_src - 1] for row in ids]
+    ids = [row + [EOS_ID] for row in ids]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    chunks = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+    return [(chunk, pad([ids[i] for i in chunk])) for chunk in chunks]
+
+
 @torch.no_grad()
 def translate_lines(model, tok, lines: list[str], device, beam_size: int = 4,
                     max_len: int = 0, batch_size: int = 32, max_src: int = 0,
@@ -46,15 +60,9 @@ def translate_lines(model, tok, lines: list[str], device, beam_size: int = 4,
     """Detokenized translations of ``lines``, batched by source length (faster: less
     padding) and returned in input order."""
     model.eval()
-    ids = [e.ids for e in tok.encode_batch(list(lines))]
-    if max_src:
-        ids = [row[:max_src - 1] for row in ids]
-    ids = [row + [EOS_ID] for row in ids]
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    out: list[str] = [""] * len(ids)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        src = pad([ids[i] for i in chunk]).to(device)
+    out: list[str] = [""] * len(lines)
+    for chunk, src in source_batches(tok, lines, batch_size, max_src):
+        src = src.to(device)
         with autocast():
             hyp = model.translate(src, beam_size=beam_size, max_len=max_len or None)
         texts = tok.decode_batch([strip_ids(r) for r in hyp.tolist()], skip_special_tokens=True)
