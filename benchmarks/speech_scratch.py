@@ -7,8 +7,10 @@
 of ``LRS``, each for a fifth of the config's steps with the schedule scaled to match, scored by the
 valid CTC loss of its last evaluation: a fifth of the way in, a recogniser's WER can still
 be ~100% at every rate, where the loss already ranks them), then the full run at the
-sweep's best rate, for the config's steps times ``--steps-scale`` (the sweep keeps its
-length, so a longer protocol reuses the sweeps of the shorter one). Every run
+sweep's best rate, for the config's steps times ``--steps-scale``. The sweep keeps its
+length whatever the scale, so a longer protocol can reuse the sweeps of a shorter one: give
+it a new ``--root`` (its runs have other configs) holding a copy of the old ``ROOT/sweep``; a
+finished sweep run is read, not rerun. Every run
 is an ordinary ``layershare train`` into ``ROOT/sweep/NAME-lrX`` or ``ROOT/NAME``, so
 running the same command again resumes where it stopped. Every variant sees the same data,
 the same buckets in the same order, the same steps and schedule; only the model and the
@@ -86,15 +88,17 @@ def sweep(name: str, root: Path, extra: list[str]) -> float:
     short = [f"train.steps={s['steps']}", f"train.warmup={s['warmup']}",
              f"train.eval_every={s['steps'] // 2}", f"train.save_every={s['save_every']}"]
     scores = {}
+    # another width is another model: its own sweep folders (a finished one is only read)
+    tag = name if WIDTH[0] == 1 else f"{name}-w{WIDTH[0]:g}"
     for lr in LRS:
-        if not (root / "sweep" / f"{name}-lr{lr:g}" / "results.json").is_file():  # done
-            train(config, overrides, root / "sweep" / f"{name}-lr{lr:g}",
-                  short + [f"train.lr={lr}"] + extra)
-        scores[lr] = last_valid(root / "sweep" / f"{name}-lr{lr:g}", "loss")
+        run = root / "sweep" / f"{tag}-lr{lr:g}"
+        if not (run / "results.json").is_file():
+            train(config, overrides, run, short + [f"train.lr={lr}"] + extra)
+        scores[lr] = last_valid(run, "loss")
     best = min(scores, key=scores.get)
     (root / "sweep" / f"{name}.json").write_text(json.dumps(
         {"valid_loss_by_lr": {f"{k:g}": v for k, v in scores.items()}, "best": best,
-         "valid_wer_by_lr": {f"{k:g}": last_valid(root / "sweep" / f"{name}-lr{k:g}")
+         "valid_wer_by_lr": {f"{k:g}": last_valid(root / "sweep" / f"{tag}-lr{k:g}")
                              for k in scores}}, indent=1) + "\n")
     print(f"{name}: valid loss by lr {scores}; using {best:g}", flush=True)
     return best
@@ -118,7 +122,7 @@ def cmd_run(args) -> None:
     for name in args.variants:
         config, overrides, _ = VARIANTS[name]
         lr = args.lr if args.lr else sweep(name, root, extra)
-        longer = [f"train.{k}={round(v * args.steps_scale)}"
+        longer = [f"train.{k}={max(1, round(v * args.steps_scale))}"
                   for k, v in config_steps(config).items()] if args.steps_scale != 1 else []
         train(config, overrides + widened(config, args.width_scale), root / name,
               [f"train.lr={lr}"] + longer + extra)

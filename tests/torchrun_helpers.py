@@ -68,7 +68,7 @@ def kill_after_checkpoint(cmd: list[str], out: Path, env: dict, after_step: int 
     the kill), or None when the job ended first."""
     import subprocess
 
-    from layershare.train.state import read_info
+    from layershare.train.state import read_info, recover
 
     proc = subprocess.Popen(cmd, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -77,6 +77,7 @@ def kill_after_checkpoint(cmd: list[str], out: Path, env: dict, after_step: int 
         info = read_info(out) if (out / "checkpoints" / "last" / "info.json").is_file() else None
         if info is not None and info["step"] >= after_step:
             kill_job(proc)  # the launcher and its workers
+            recover(out)  # as a resume does: a kill between two renames leaves .last.old-*
             killed_at = read_info(out)["step"]  # what a resume starts from
             break
         time.sleep(0.01)
