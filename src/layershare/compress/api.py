@@ -117,17 +117,41 @@ class CalibratedFit(DataFreeFit):
 
 def compress(model, calib=None, **options) -> CompressResult:
     """The public call, ``layershare.compress``. ``model`` in memory: ``calib`` is a list of
-    batches or None, see :func:`compress_model`. ``model`` by path or short name: ``calib`` is
-    a data name, a text file or ``"none"`` (with ``calib_tokens``, ``seq_len``,
-    ``batch_size``, ``data_dir``), see :func:`~layershare.compress.source.compress_source`."""
+    batches, or None / ``"none"`` for the data-free fit, see :func:`compress_model`. ``model``
+    by path or short name: ``calib`` is a data name, a text file, ``"none"``, or None for the
+    model's default data (with ``calib_tokens``, ``seq_len``, ``batch_size``, ``data_dir``),
+    see :func:`~layershare.compress.source.compress_source`."""
     if isinstance(model, (str, os.PathLike)):
         from .source import compress_source
         return compress_source(model, calib, **options)
+    if calib == "none":
+        calib = None
     if isinstance(calib, (str, os.PathLike)):
         raise LayershareError(f"calib={str(calib)!r} names data, which needs the model by "
                               "name or path (layershare.compress('DIR', calib='brown', ...)); "
                               "for a model in memory pass calibration batches")
     return compress_model(model, calib, **options)
+
+
+def check_options(method: str = "residual", keep: float | None = None, rank: int | None = None,
+                  group_size: int = 2, allocate: str = "uniform", target: str = "local",
+                  **share) -> ShareConfig:
+    """The ShareConfig of these options, or a one-line error about the first bad one
+    (before any model is read or calibration data is built)."""
+    if (keep is None) == (rank is None):
+        raise LayershareError("give exactly one of keep= and rank=")
+    if allocate not in ALLOCATIONS:
+        raise LayershareError(f"unknown allocation {allocate!r}; choose {' or '.join(ALLOCATIONS)}")
+    if allocate == "spectrum" and (keep is None or method == "tied"):
+        raise LayershareError("--allocate spectrum needs --keep, calibration data and a "
+                              "residual or lowrank method")
+    if target not in TARGETS:
+        raise LayershareError(f"unknown target {target!r}; choose {' or '.join(TARGETS)}")
+    if keep is not None:
+        budget.check_keep(keep)
+    return ShareConfig(method=method, group_size=group_size,
+                       rank=rank if rank is not None else (0 if method == "residual" else 1),
+                       **share)
 
 
 def compress_model(model: nn.Module, calib: list[dict] | None = None, method: str = "residual",
@@ -146,22 +170,14 @@ def compress_model(model: nn.Module, calib: list[dict] | None = None, method: st
     """
     start = time.perf_counter()
     was_training = model.training
-    if (keep is None) == (rank is None):
-        raise LayershareError("give exactly one of keep= and rank=")
-    if allocate not in ALLOCATIONS:
-        raise LayershareError(f"unknown allocation {allocate!r}; choose {' or '.join(ALLOCATIONS)}")
-    if allocate == "spectrum" and (keep is None or calib is None or method == "tied"):
+    config = check_options(method, keep, rank, group_size, allocate, target, **share)
+    if allocate == "spectrum" and calib is None:
         raise LayershareError("--allocate spectrum needs --keep, calibration data and a "
                               "residual or lowrank method")
-    if target not in TARGETS:
-        raise LayershareError(f"unknown target {target!r}; choose {' or '.join(TARGETS)}")
     if calib is not None and not calib:
         raise LayershareError("no calibration batches")
     if keep is not None:
         keep = budget.check_keep(keep)
-    config = ShareConfig(method=method, group_size=group_size,
-                         rank=rank if rank is not None else (0 if method == "residual" else 1),
-                         **share)
     if keep is not None and method == "tied":
         size = budget.tied_group_size(keep, min(len(model.get_submodule(s.path))
                                                  for s in plan_stacks(model, config)))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .. import limits
 from ..errors import LayershareError
-from .api import CompressResult, compress_model
+from .api import CompressResult, check_options, compress_model
 
 
 def text_batches(tokenizer, source: str, tokens: int, seq_len: int,
@@ -82,13 +82,22 @@ def compress_source(src: str | os.PathLike, calib: str | None = None, calib_toke
                     data_dir: str | os.PathLike | None = None, progress: bool = True,
                     **options) -> CompressResult:
     """Open ``src`` (a transformers directory, a ``.gguf`` file or a short name), build its
-    calibration from ``calib`` (a data name, a text file, ``none``) and compress it;
-    ``options`` are :func:`~layershare.compress.api.compress_model`'s. The result's
-    ``calib_description`` says what the fit saw."""
+    calibration from ``calib`` (a data name, a text file, ``"none"`` for the data-free fit;
+    None: the model's default data, brown or espeak-en) and compress it; ``options`` are
+    :func:`~layershare.compress.api.compress_model`'s. The result's ``calib_description``
+    says what the fit saw.
+
+    Reading layer by layer, it asks glibc to return freed large blocks to the system for
+    the rest of the process (``formats.lazy.release_large_frees``), so that each dense
+    block's memory really goes once it is compressed."""
     from ..formats.hub import from_local
     from ..formats.lazy import LazyModel, can_open_lazily, release_large_frees
     from ..formats.pretrained import resolve
 
+    limits.at_least("--seq-len", seq_len, 2)  # every option checked before any work
+    limits.at_least("--batch-size", batch_size)
+    limits.at_least("--calib-tokens", calib_tokens)
+    check_options(**{k: v for k, v in options.items() if k not in ("sequential", "materialize")})
     lazy = None
     if can_open_lazily(resolve(src)):  # layer by layer: one block of dense weights at a time
         release_large_frees()  # freed layers go back to the system (formats/lazy.py)
