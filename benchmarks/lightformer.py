@@ -156,7 +156,8 @@ def sweep(config: str, name: str, sets: list[str], steps: int, root: Path) -> fl
     short = max(steps // SWEEP_FRACTION, 1)
     base = [s for s in sets if not s.startswith("train.steps=")]
     base += [f"train.steps={short}", f"train.eval_every={max(short // 2, 1)}",
-             f"train.save_every={max(short // 4, 1)}", f"train.warmup={max(short // 10, 0)}"]
+             f"train.save_every={max(short // 4, 1)}", f"train.warmup={max(short // 10, 0)}",
+             "eval.test_limit=1"]  # a sweep reads its valid loss; its test decode is waste
     scores = {}
     for lr in LRS:
         run = root / "sweep" / f"{name}-lr{lr:g}"
@@ -189,6 +190,8 @@ def main(argv=None) -> None:
                                  "variant is sized against it")
     args = p.parse_args(argv)
     import yaml
+    BASE.clear()
+    EXTRA.clear()
     for item in args.model:
         key, _, value = item.partition("=")
         BASE[key] = yaml.safe_load(value)

@@ -86,7 +86,9 @@ def cmd_eval(args) -> None:
     if args.json:
         print(json.dumps(result))
         return
-    line = f"perplexity {result['perplexity']:.3f}" + (" (int8 weights)" if args.int8 else "")
+    line = f"perplexity {result['perplexity']:.3f}"
+    if args.int8:
+        line += f" (int8 weights, {result['weights_bytes_int8'] / 2**20:.1f} MiB)"
     if reference is not None:
         line += (f", KL(reference || model) {result['kl']:.4f} nats/token, "
                  f"top-1 agreement {result['top1']:.4f}")
