@@ -143,3 +143,11 @@ def write_results(out: Path, results: dict) -> Path:
     tmp.write_text(json.dumps(results, indent=2) + "\n")
     tmp.replace(path)
     return path
+
+
+def summary_line(r: dict) -> str:
+    """The one line a finished run prints: its size and its headline test figure."""
+    score = next((f"{k} {r[k]:.4g}" for k in ("test_wer", "test_ppl", "test_bleu",
+                                               "test_rougeL", "test_acc") if k in r), "")
+    return (f"{r['method']}: {r['unique_params']:,} params ({r['layer_params']:,} in layers, "
+            f"{r['compression']:.2f}x), {score}, {r['train_tokens_per_s']:,.0f} tokens/s")

@@ -48,7 +48,15 @@ from .init_from import load_dense_weights, same_tokenizer
 from .memory import closed_form_bytes, static_memory
 from .optim import autocast_for, pick_device, share
 from .parallel import Parallel
-from .report import RESULTS, FinalWindow, MetricsLog, peak_memory, plot_losses, write_results
+from .report import (
+    RESULTS,
+    FinalWindow,
+    MetricsLog,
+    peak_memory,
+    plot_losses,
+    summary_line,
+    write_results,
+)
 from .schedule import lr_at
 from .state import (
     load_model,
@@ -344,7 +352,7 @@ class Trainer:
         save(model, self.out / "model", extra_files={TOKENIZER: self.out / TOKENIZER})
 
     def summary(self, results: dict) -> str:
-        return summary(results)
+        return summary_line(results)
 
     def _static_figures(self, test_model) -> dict:
         """Static memory after the last ``optimizer.step()`` (measured, the paper's metric)
@@ -369,13 +377,6 @@ class Trainer:
         if not isinstance(earlier, dict) or earlier.get("steps") != self.step:
             return {}
         return {k: v for k, v in earlier.items() if k.startswith("final_")}
-
-
-def summary(r: dict) -> str:
-    score = next((f"{k} {r[k]:.4g}" for k in ("test_wer", "test_ppl", "test_bleu", "test_acc")
-                  if k in r), "")
-    return (f"{r['method']}: {r['unique_params']:,} params ({r['layer_params']:,} in layers, "
-            f"{r['compression']:.2f}x), {score}, {r['train_tokens_per_s']:,.0f} tokens/s")
 
 
 def train(cfg: RunConfig, out, progress: bool = True, overwrite: bool = False,
