@@ -33,6 +33,7 @@ from pathlib import Path
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 LRS = (1.5e-3, 3e-3, 6e-3)
 SWEEP_FRACTION = 5
+EXTEND = 2  # how many rates a sweep may add past the edge of LRS
 WIDTH = [1.0]  # --width-scale of this invocation (the GPU size doubles every width)
 # name -> (config, --set overrides, label)
 VARIANTS = {
@@ -81,7 +82,9 @@ def train(config: str, overrides: list[str], out: Path, extra: list[str]) -> dic
 
 
 def sweep(name: str, root: Path, extra: list[str]) -> float:
-    """The rate of ``LRS`` whose short run ends with the lowest valid loss."""
+    """The rate of ``LRS`` whose short run ends with the lowest valid loss. A best rate at an
+    edge of the grid is no optimum: the grid then grows by a factor of 2 past that edge (at
+    most ``EXTEND`` times) until the best lies inside it."""
     config, overrides, _ = VARIANTS[name]
     overrides = overrides + widened(config, WIDTH[0])
     s = {k: max(v // SWEEP_FRACTION, 1) for k, v in config_steps(config).items()}
@@ -90,12 +93,19 @@ def sweep(name: str, root: Path, extra: list[str]) -> float:
     scores = {}
     # another width is another model: its own sweep folders (a finished one is only read)
     tag = name if WIDTH[0] == 1 else f"{name}-w{WIDTH[0]:g}"
-    for lr in LRS:
-        run = root / "sweep" / f"{tag}-lr{lr:g}"
-        if not (run / "results.json").is_file():
-            train(config, overrides, run, short + [f"train.lr={lr}"] + extra)
-        scores[lr] = last_valid(run, "loss")
-    best = min(scores, key=scores.get)
+    grid = list(LRS)
+    while grid:
+        for lr in grid:
+            run = root / "sweep" / f"{tag}-lr{lr:g}"
+            if not (run / "results.json").is_file():
+                train(config, overrides, run, short + [f"train.lr={lr}"] + extra)
+            scores[lr] = last_valid(run, "loss")
+        best = min(scores, key=scores.get)
+        grid = []
+        if len(scores) < len(LRS) + EXTEND and best == max(scores):
+            grid = [best * 2]
+        elif len(scores) < len(LRS) + EXTEND and best == min(scores):
+            grid = [best / 2]
     (root / "sweep" / f"{name}.json").write_text(json.dumps(
         {"valid_loss_by_lr": {f"{k:g}": v for k, v in scores.items()}, "best": best,
          "valid_wer_by_lr": {f"{k:g}": last_valid(root / "sweep" / f"{tag}-lr{k:g}")
@@ -278,6 +288,7 @@ def plots(rows: list[dict], out: Path, name: str = "speech-scratch") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(9, 5))
     for i, r in enumerate(rows):  # one colour per model: circle fp32, square int8, joined
@@ -288,6 +299,9 @@ def plots(rows: list[dict], out: Path, name: str = "speech-scratch") -> None:
         ax.scatter(xs[:1], ys[:1], marker="o", color=color, zorder=3, label=r["label"])
         ax.scatter(xs[1:], ys[1:], marker="s", color=color, zorder=3)
     ax.set_xscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}")  # 0.6, not 6x10^-1
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
     ax.set_xlabel("encoder-layer bytes (MB, log scale)")
     ax.set_ylabel("test WER % (espeak-asr test, training voices)")
     ax.set_title("Speech recognisers trained from scratch: WER against bytes "

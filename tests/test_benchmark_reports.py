@@ -8,6 +8,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 from requirements import need_module
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,3 +99,32 @@ def test_speech_scratch_convergence_reads_the_last_fifth(tmp_path):
         c = convergence(tmp_path)
         assert c["valid_wer_at_80pct"] == wers[3] and c["converged"] is converged
         assert c["last_20pct_gain"] == round((wers[3] - min(wers[3:])) / wers[3], 4)
+
+
+def test_speech_scratch_sweep_grows_past_an_edge(tmp_path, monkeypatch):
+    """A best rate at the top of the grid is no optimum: the sweep doubles past it until the
+    best lies inside (or EXTEND rates were added); an inside best adds nothing."""
+    mod = _module("speech_scratch")
+    trained = []
+
+    def fake_train(config, overrides, out, extra):
+        lr = float(next(x for x in extra if x.startswith("train.lr=")).split("=")[1])
+        trained.append(lr)
+        out.mkdir(parents=True)
+        (out / "results.json").write_text("{}")
+        loss = (lr - optimum) ** 2 + 1  # valid loss of the short run, lowest at `optimum`
+        (out / "metrics.jsonl").write_text(json.dumps(
+            {"step": 1, "split": "valid", "loss": loss, "wer": 100 * loss}) + "\n")
+
+    monkeypatch.setattr(mod, "train", fake_train)
+    for optimum, best, extra_rates in ((0.011, 0.012, [0.012, 0.024]), (0.003, 0.003, []),
+                                       (1.0, 0.024, [0.012, 0.024]), (1e-4, 3.75e-4,
+                                                                      [7.5e-4, 3.75e-4])):
+        trained.clear()
+        root = tmp_path / str(optimum)
+        assert mod.sweep("dense12", root, []) == pytest.approx(best)
+        assert trained == pytest.approx(list(mod.LRS) + extra_rates)
+        report = json.loads((root / "sweep" / "dense12.json").read_text())
+        assert len(report["valid_loss_by_lr"]) == len(mod.LRS) + len(extra_rates)
+        trained.clear()
+        assert mod.sweep("dense12", root, []) == pytest.approx(best) and trained == []  # read
