@@ -247,6 +247,11 @@ def cmd_report(args) -> None:
             print(name, precision, {k: v["wer"] for k, v in row[precision].items()
                                     if isinstance(v, dict)}, flush=True)
         rows.append(row)
+    if args.rtf:  # side-by-side speeds (cmd_rtf) replace those measured one model at a time
+        measured = json.loads(Path(args.rtf).read_text())["runs"]
+        side = {Path(run).name: v for run, v in measured.items()}
+        for row in rows:
+            row["rtf_side_by_side"] = side.get(row["name"])
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.name}.json").write_text(json.dumps(rows, indent=1) + "\n")
     (out / f"{args.name}-table.md").write_text(table(rows))
@@ -263,7 +268,8 @@ def table(rows: list[dict]) -> str:
     dense = next((r for r in rows if r["name"] == "dense12"), None)
     lines = ["| model | enc.-layer params | x fewer | layer MB fp32 / int8 "
              "| test WER % fp32 (int8) "
-             "| test-voices WER % | LibriVox WER % | lr | frames seen | train min | RTF 1 thread "
+             "| test-voices WER % | LibriVox WER % | lr | frames seen | train min "
+             "| RTF 1 thread (vs dense) "
              "| peak RSS MiB | converged |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
@@ -277,11 +283,19 @@ def table(rows: list[dict]) -> str:
             f"{f['espeak-asr/test-voices']['wer']:.2f} "
             f"({q['espeak-asr/test-voices']['wer']:.2f}) | "
             f"{f['librivox']['wer']:.1f} | {r['lr']:g} | {res['train_tokens'] / 1e6:.1f}M | "
-            f"{res['train_time_s'] / 60:.0f} | {f['espeak-asr/test']['real_time_factor']:.4f} | "
+            f"{res['train_time_s'] / 60:.0f} | {rtf(r)} | "
             f"{f['peak_rss_bytes'] / 2**20:.0f} | "
             f"{'yes' if c['converged'] else 'still improving'} "
             f"({100 * c['last_20pct_gain']:.1f}% in the last 20%) |")
     return "\n".join(lines) + "\n"
+
+
+def rtf(row: dict) -> str:
+    """The real-time factor, with its ratio to the reference where it was measured side by side."""
+    side = row.get("rtf_side_by_side")
+    if side:
+        return f"{side['real_time_factor']:.4f} ({side['vs_first']:.2f}x)"
+    return f"{row['fp32']['espeak-asr/test']['real_time_factor']:.4f}"
 
 
 def plots(rows: list[dict], out: Path, name: str = "speech-scratch") -> None:
@@ -358,6 +372,8 @@ def main(argv=None) -> None:
     q.add_argument("--out", default="benchmarks/results")
     q.add_argument("--data-dir", default=None)
     q.add_argument("--wrap", default=None, help="run each measurement under this (quiet.sh)")
+    q.add_argument("--rtf", default=None,
+                   help="the JSON of `rtf` (side by side): its speeds go in the table")
     q.add_argument("--name", default="speech-scratch",
                    help="file names: NAME.json, NAME-table.md, NAME-pareto.png, NAME-curves.png")
     q.set_defaults(func=cmd_report)

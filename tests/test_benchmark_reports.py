@@ -128,3 +128,13 @@ def test_speech_scratch_sweep_grows_past_an_edge(tmp_path, monkeypatch):
         assert len(report["valid_loss_by_lr"]) == len(mod.LRS) + len(extra_rates)
         trained.clear()
         assert mod.sweep("dense12", root, []) == pytest.approx(best) and trained == []  # read
+
+
+def test_speech_scratch_table_prefers_side_by_side_speed():
+    """The RTF of the one-at-a-time measurement (taken beside training) is replaced by the
+    side-by-side one where `report --rtf` gave it, with its ratio to the reference."""
+    rtf = _module("speech_scratch").rtf
+    row = {"fp32": {"espeak-asr/test": {"real_time_factor": 0.0031}}}
+    assert rtf(row) == "0.0031"
+    row["rtf_side_by_side"] = {"real_time_factor": 0.00246, "vs_first": 1.04}
+    assert rtf(row) == "0.0025 (1.04x)"
