@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speech_scratch import CONFIGS, last_valid, train  # noqa: E402
+from speech_scratch import CONFIGS, grown_sweep, last_valid, train  # noqa: E402
 
 TASKS = {"mt": "mt-deen-dense.yaml", "sum": "sum-debian-dense.yaml",
          "cls": "cls-wordnet-dense.yaml"}
@@ -152,17 +152,20 @@ def cmd_run(args) -> None:
 
 
 def sweep(config: str, name: str, sets: list[str], steps: int, root: Path) -> float:
-    """The rate of ``LRS`` whose run of a fifth of ``steps`` ends with the lowest valid loss."""
+    """The rate whose run of a fifth of ``steps`` ends with the lowest valid loss: ``LRS``,
+    grown past an edge where the best sits on one (speech_scratch.grown_sweep)."""
     short = max(steps // SWEEP_FRACTION, 1)
     base = [s for s in sets if not s.startswith("train.steps=")]
     base += [f"train.steps={short}", f"train.eval_every={max(short // 2, 1)}",
              f"train.save_every={max(short // 4, 1)}", f"train.warmup={max(short // 10, 0)}",
              "eval.test_limit=1"]  # a sweep reads its valid loss; its test decode is waste
-    scores = {}
-    for lr in LRS:
+
+    def score(lr: float) -> float:
         run = root / "sweep" / f"{name}-lr{lr:g}"
         train(config, EXTRA + base, run, [f"train.lr={lr}"])  # the short schedule wins
-        scores[lr] = last_valid(run, "loss")
+        return last_valid(run, "loss")
+
+    scores = grown_sweep(LRS, score)
     best = min(scores, key=scores.get)
     (root / "sweep" / f"{name}.json").write_text(json.dumps(
         {"valid_loss_by_lr": {f"{k:g}": v for k, v in scores.items()}, "best": best}) + "\n")

@@ -81,6 +81,22 @@ def train(config: str, overrides: list[str], out: Path, extra: list[str]) -> dic
     return json.loads((out / "results.json").read_text())
 
 
+def grown_sweep(lrs, score) -> dict[float, float]:
+    """``score(lr)`` (lower is better) for every rate of ``lrs``; while the best sits at an
+    edge of the rates tried, also for the next rate past it (x2 or /2), at most ``EXTEND``
+    more: a best at the edge of a grid is no optimum."""
+    scores = {lr: score(lr) for lr in lrs}
+    while len(scores) < len(lrs) + EXTEND:
+        best = min(scores, key=scores.get)
+        if best == max(scores):
+            scores[best * 2] = score(best * 2)
+        elif best == min(scores):
+            scores[best / 2] = score(best / 2)
+        else:
+            break
+    return scores
+
+
 def sweep(name: str, root: Path, extra: list[str]) -> float:
     """The rate of ``LRS`` whose short run ends with the lowest valid loss. A best rate at an
     edge of the grid is no optimum: the grid then grows by a factor of 2 past that edge (at
@@ -90,22 +106,17 @@ def sweep(name: str, root: Path, extra: list[str]) -> float:
     s = {k: max(v // SWEEP_FRACTION, 1) for k, v in config_steps(config).items()}
     short = [f"train.steps={s['steps']}", f"train.warmup={s['warmup']}",
              f"train.eval_every={s['steps'] // 2}", f"train.save_every={s['save_every']}"]
-    scores = {}
     # another width is another model: its own sweep folders (a finished one is only read)
     tag = name if WIDTH[0] == 1 else f"{name}-w{WIDTH[0]:g}"
-    grid = list(LRS)
-    while grid:
-        for lr in grid:
-            run = root / "sweep" / f"{tag}-lr{lr:g}"
-            if not (run / "results.json").is_file():
-                train(config, overrides, run, short + [f"train.lr={lr}"] + extra)
-            scores[lr] = last_valid(run, "loss")
-        best = min(scores, key=scores.get)
-        grid = []
-        if len(scores) < len(LRS) + EXTEND and best == max(scores):
-            grid = [best * 2]
-        elif len(scores) < len(LRS) + EXTEND and best == min(scores):
-            grid = [best / 2]
+
+    def score(lr: float) -> float:
+        run = root / "sweep" / f"{tag}-lr{lr:g}"
+        if not (run / "results.json").is_file():
+            train(config, overrides, run, short + [f"train.lr={lr}"] + extra)
+        return last_valid(run, "loss")
+
+    scores = grown_sweep(LRS, score)
+    best = min(scores, key=scores.get)
     (root / "sweep" / f"{name}.json").write_text(json.dumps(
         {"valid_loss_by_lr": {f"{k:g}": v for k, v in scores.items()}, "best": best,
          "valid_wer_by_lr": {f"{k:g}": last_valid(root / "sweep" / f"{tag}-lr{k:g}")
