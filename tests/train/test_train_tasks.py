@@ -2,6 +2,7 @@
 
 import io
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -39,6 +40,32 @@ def test_translation_copy_task_bleu(tmp_path, copy_data, monkeypatch, capsys):
     assert main(["translate", str(out), "--beam", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and lines[0].split()[0] == "the"
+
+
+def test_valid_decode_picks_the_best_checkpoint_by_bleu(tmp_path, copy_data, monkeypatch,
+                                                       capsys):
+    """eval.valid_decode = N: every evaluation also decodes the first N valid pairs greedily;
+    their BLEU is logged and picks checkpoints/best, and it is what an independent greedy
+    translation of those sources by the saved model scores with sacrebleu."""
+    out, n = tmp_path / "mt", 12
+    sets = tiny(copy_data, "parallel", model={"layers": 2, "d_model": 64, "heads": 4},
+                train={"steps": 60, "batch_size": 32, "lr": 3e-3, "warmup": 10,
+                       "schedule": "inverse-sqrt", "eval_every": 20, "save_every": 20},
+                eval={"beam_size": 1, "valid_decode": n})
+    results = train(load_config(None, sets), out, progress=False)
+    valid = [r for r in read_metrics(out / "metrics.jsonl") if r["split"] == "valid"]
+    assert len(valid) == 3 and all("bleu" in r and "chrf" in r for r in valid)
+    best = max(valid, key=lambda r: r["bleu"])
+    assert results["best_valid"] == {"step": best["step"], "value": best["bleu"],
+                                     "metric": "bleu"}
+    sources = copy_data["valid"]["src"]
+    lines = Path(sources).read_text().splitlines()[:n]
+    refs = Path(copy_data["valid"]["tgt"]).read_text().splitlines()[:n]
+    monkeypatch.setattr("sys.stdin", io.StringIO("".join(line + "\n" for line in lines)))
+    assert main(["translate", str(out), "--beam", "1"]) == 0
+    hyps = capsys.readouterr().out.splitlines()
+    sacrebleu = need_module("sacrebleu", "eval")
+    assert sacrebleu.corpus_bleu(hyps, [refs]).score == pytest.approx(best["bleu"])
 
 
 def test_classification_accuracy(tmp_path, class_data, capsys):

@@ -125,19 +125,27 @@ def split_metrics(task: Task, model, split: str, device, out: Path | None = None
         rows = rows[:cfg.eval.test_limit]
         result[f"{split}_{metric}_pairs_limited_to"] = cfg.eval.test_limit
     start = time.perf_counter()  # decoding speed (LightFormer's claim); strings out = synced
-    hyps = translate_lines(model, task.tok, [s for s, _ in rows], device, cfg.eval.beam_size,
-                           cfg.eval.max_len or task.decode_max_len, cfg.eval.batch_size,
-                           cfg.train.seq_len, autocast)
+    scores = decoded_scores(task, model, rows, device, cfg.eval.beam_size, autocast, out, split)
     result[f"{split}_decode_s"] = time.perf_counter() - start
     result[f"{split}_decode_sentences_per_s"] = len(rows) / result[f"{split}_decode_s"]
+    result.update({f"{split}_{name}": value for name, value in scores.items()})
+    result[f"{split}_pairs"] = len(rows)
+    return result
+
+
+def decoded_scores(task: Task, model, rows: list, device, beam_size: int,
+                   autocast=nullcontext, out: Path | None = None, split: str = "") -> dict:
+    """Decode the sources of ``rows`` ((source, reference) strings) and score them against
+    the untokenized references: ``bleu`` and ``chrf``, or ROUGE for summarisation;
+    hypotheses and references go to ``out/SPLIT.hyp|ref`` when ``out`` is given."""
+    cfg = task.cfg
+    hyps = translate_lines(model, task.tok, [s for s, _ in rows], device, beam_size,
+                           cfg.eval.max_len or task.decode_max_len, cfg.eval.batch_size,
+                           cfg.train.seq_len, autocast)
     refs = [t for _, t in rows]
     if out is not None:
         (Path(out) / f"{split}.hyp").write_text("".join(h.replace("\n", " ") + "\n" for h in hyps))
         (Path(out) / f"{split}.ref").write_text("".join(r.replace("\n", " ") + "\n" for r in refs))
-    if metric == "rouge":
-        result.update({f"{split}_{name}": value for name, value in rouge(hyps, refs).items()})
-    else:
-        result[f"{split}_bleu"] = bleu(hyps, refs)
-        result[f"{split}_chrf"] = chrf(hyps, refs)
-    result[f"{split}_pairs"] = len(rows)
-    return result
+    if task.kind == "summarisation":
+        return rouge(hyps, refs)
+    return {"bleu": bleu(hyps, refs), "chrf": chrf(hyps, refs)}

@@ -157,6 +157,10 @@ class EvalConfig(Section):
     max_len: Int = Field(0, ge=0, description=(
         "translation, summarisation: longest output (0 = translation: 2 * source length + "
         "10; summarisation: longest training summary)"))
+    valid_decode: Int = Field(0, ge=0, description=(
+        "translation, summarisation: at every evaluation also decode the first N valid pairs "
+        "greedily and score them (valid BLEU / ROUGE-L), which then pick checkpoints/best "
+        "(0 = no decoding: the valid loss picks it)"))
     test_limit: Int = Field(0, ge=0, description=(
         "translation, summarisation: decode only the first N test pairs (0 = all; "
         "results.json says when it is set)"))

@@ -167,6 +167,23 @@ class LMTask(Task):
 class TranslationTask(Task):
     kind = "translation"
     decode_max_len = 0  # test-time decoding: 0 = the model's rule, 2 * source length + 10
+    decoded_metric = "bleu"  # what eval.valid_decode scores the decoded valid pairs by
+
+    @property
+    def best_metric(self) -> tuple[str, str]:
+        """Valid loss, or with ``eval.valid_decode`` the decoded metric: a model's loss can
+        still fall while its output stops improving (LightFormer's protocol is BLEU)."""
+        return (self.decoded_metric, "max") if self.cfg.eval.valid_decode else ("loss", "min")
+
+    def evaluate(self, model, split, device, autocast=nullcontext, limit=0):
+        """The loss; on ``valid`` with ``eval.valid_decode`` = N, also the metric of greedy
+        decoding of its first N pairs (a fixed subset: comparable across evaluations)."""
+        out = super().evaluate(model, split, device, autocast, limit)
+        n = self.cfg.eval.valid_decode
+        if split == "valid" and n:
+            from .evaluate import decoded_scores  # evaluate.py imports this module
+            out.update(decoded_scores(self, model, self.raw[split][:n], device, 1, autocast))
+        return out
 
     def prepare(self, split, pairs):
         L = self.cfg.train.seq_len
@@ -203,6 +220,7 @@ class SummarisationTask(TranslationTask):
     ``2 * source + 10`` would only let an unconverged model babble for hundreds of steps."""
 
     kind = "summarisation"
+    decoded_metric = "rougeL"
 
     def __init__(self, cfg: RunConfig, tok, splits: dict, labels: list[str] | None = None):
         require_rouge()  # a missing rouge-score fails here, not after the training
