@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speech_scratch import CONFIGS, grown_sweep, last_valid, train  # noqa: E402
+from speech_scratch import CONFIGS, grown_sweep, last_valid, plain_log_x, train  # noqa: E402
 
 TASKS = {"mt": "mt-deen-dense.yaml", "sum": "sum-debian-dense.yaml",
          "cls": "cls-wordnet-dense.yaml"}
@@ -42,6 +44,16 @@ GROUP = 3             # K: layers whose low-rank basis is shared
 SWEEP_FRACTION = 5
 BASE: dict = {}       # --model KEY=VALUE of this invocation: the dense model's shape
 EXTRA: list = []      # --set KEY=VALUE of this invocation: for every run (device, batch...)
+VALID_DECODE = 300    # valid pairs decoded at every evaluation: the convergence curve
+# the full runs: the whole test split, and a valid BLEU / ROUGE-L curve that picks the best
+FULL = ["eval.test_limit=0", f"eval.valid_decode={VALID_DECODE}"]
+QUALITY = {"mt": ("bleu", "chrf"), "sum": ("rougeL", "rouge1", "rouge2"),
+           "cls": ("acc", "macro_f1")}   # the first of each picks, plots and converges
+SCALE = {"acc": 100, "macro_f1": 100}  # fractions shown as percentages
+LABELS = {"dense": "dense (the source)", "lightformer": "LightFormer (transfer + share)",
+          "dense-long": "dense, same total steps", "transfer-k1": "transfer, no sharing (K=1)",
+          "shared-scratch": "shared low rank, no transfer", "residual": "ResidualTransformer",
+          "shallow": "dense, fewer layers", "narrow": "dense, narrower"}
 
 
 def base_model(config: str) -> dict:
@@ -148,7 +160,7 @@ def cmd_run(args) -> None:
         if v.get("transfer"):
             sets.append(f"model.init_from={root / 'dense'}")
         lr = sweep(config, name, sets, steps, root)
-        train(config, sets, root / name, [f"train.lr={lr}"] + EXTRA)
+        train(config, sets, root / name, [f"train.lr={lr}"] + FULL + EXTRA)
 
 
 def sweep(config: str, name: str, sets: list[str], steps: int, root: Path) -> float:
@@ -158,7 +170,7 @@ def sweep(config: str, name: str, sets: list[str], steps: int, root: Path) -> fl
     base = [s for s in sets if not s.startswith("train.steps=")]
     base += [f"train.steps={short}", f"train.eval_every={max(short // 2, 1)}",
              f"train.save_every={max(short // 4, 1)}", f"train.warmup={max(short // 10, 0)}",
-             "eval.test_limit=1"]  # a sweep reads its valid loss; its test decode is waste
+             "eval.test_limit=1", "eval.valid_decode=0"]  # a sweep reads its valid loss
 
     def score(lr: float) -> float:
         run = root / "sweep" / f"{name}-lr{lr:g}"
@@ -170,6 +182,143 @@ def sweep(config: str, name: str, sets: list[str], steps: int, root: Path) -> fl
     (root / "sweep" / f"{name}.json").write_text(json.dumps(
         {"valid_loss_by_lr": {f"{k:g}": v for k, v in scores.items()}, "best": best}) + "\n")
     return best
+
+
+# -- measuring and reporting ----------------------------------------------------------------
+def cmd_measure(args) -> None:
+    """(internal) One finished run in int8 (weight-only, per-row: layershare.deploy.int8): the
+    test metrics and the bytes of its layer stacks and whole model, fp32 and int8; one JSON
+    line. Its own process, one thread, so runs do not share state."""
+    import torch
+
+    from layershare.cli.common import run_dir
+    from layershare.deploy.int8 import fp32_bytes, int8_bytes, quantize_int8_
+    from layershare.train.evaluate import split_metrics
+
+    torch.set_num_threads(1)
+    cfg, model, device, autocast, build_task = run_dir(Path(args.run))
+    task = build_task(cfg, Path(args.run), progress=False, setup=False)
+    stacks = torch.nn.ModuleList([getattr(model, part).layers for part in ("encoder", "decoder")
+                                  if hasattr(model, part)])
+    out = {"layer_bytes_fp32": fp32_bytes(stacks), "layer_bytes_int8": int8_bytes(stacks),
+           "model_bytes_fp32": fp32_bytes(model), "model_bytes_int8": int8_bytes(model)}
+    quantize_int8_(model)
+    out.update(split_metrics(task, model, "test", device, None, autocast))
+    print(json.dumps(out), flush=True)
+
+
+def convergence(run: Path, metric: str) -> dict:
+    """The valid ``metric`` (higher is better) at the evaluation nearest 80% of the steps and
+    the best after it: converged when the last 20% gained less than 2% (relative), the rule
+    of speech_scratch.convergence."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    valid = [(r["step"], r[metric]) for r in rows if r.get("split") == "valid" and metric in r]
+    if not valid:
+        return {"converged": None, "last_20pct_gain": None, "curve": []}
+    at80 = min(valid, key=lambda v: abs(v[0] - 0.8 * valid[-1][0]))
+    after = max(v for s, v in valid if s >= at80[0])
+    gain = (after - at80[1]) / max(abs(at80[1]), 1e-9)
+    return {"valid_at_80pct": at80[1], "valid_best_after": after,
+            "last_20pct_gain": round(gain, 4), "converged": gain < 0.02, "curve": valid}
+
+
+def cmd_report(args) -> None:
+    root, out = Path(args.root) / args.task, Path(args.out)
+    metrics = QUALITY[args.task]
+    rows = []
+    for name in LABELS:
+        run = root / name
+        if not (run / "results.json").is_file():
+            continue
+        results = json.loads((run / "results.json").read_text())
+        cached = run / "measure-int8.json"  # a finished run is measured once
+        done = run / "results.json"
+        if not (cached.is_file() and cached.stat().st_mtime > done.stat().st_mtime):
+            proc = subprocess.run([sys.executable, __file__, "measure", str(run)], check=True,
+                                  capture_output=True, text=True,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
+            cached.write_text(proc.stdout.strip().splitlines()[-1] + "\n")
+        sweep_file = root / "sweep" / f"{name}.json"
+        rows.append({"name": name, "label": LABELS[name], "results": results,
+                     "int8": json.loads(cached.read_text()),
+                     "sweep": json.loads(sweep_file.read_text()) if sweep_file.is_file() else None,
+                     "convergence": convergence(run, metrics[0])})
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"lightformer-{args.task}"
+    Path(f"{stem}.json").write_text(json.dumps(rows, indent=1) + "\n")
+    Path(f"{stem}-table.md").write_text(table(rows, metrics))
+    plots(rows, metrics[0], stem)
+    print(table(rows, metrics))
+
+
+def table(rows: list[dict], metrics: tuple) -> str:
+    """One line per run: sizes, test quality fp32 (int8), rate, budget, convergence."""
+    dense = next((r for r in rows if r["name"] == "dense"), None)
+    head = " | ".join(f"test {m} fp32 (int8)" for m in metrics)
+    lines = [f"| model | layer params | x fewer | layer MB fp32 / int8 | {head} | lr | steps "
+             "| train tokens | train min | converged |",
+             "|---|---:|---:|---:|" + "---:|" * len(metrics) + "---:|---:|---:|---:|---|"]
+    for r in rows:
+        res, q = r["results"], r["int8"]
+        ratio = dense["results"]["layer_params"] / res["layer_params"] if dense else float("nan")
+        quality = " | ".join(f"{SCALE.get(m, 1) * res[f'test_{m}']:.2f} "
+                             f"({SCALE.get(m, 1) * q[f'test_{m}']:.2f})" for m in metrics)
+        c = r["convergence"]
+        conv = ("-" if c["converged"] is None else
+                f"{'yes' if c['converged'] else 'still improving'} "
+                f"({100 * c['last_20pct_gain']:+.1f}% in the last 20%)")
+        lines.append(
+            f"| {r['label']} | {res['layer_params']:,} | {ratio:.2f}x | "
+            f"{q['layer_bytes_fp32'] / 1e6:.2f} / {q['layer_bytes_int8'] / 1e6:.2f} | {quality} | "
+            f"{config_lr(r)} | {res['steps']:,} | {res['train_tokens'] / 1e6:.1f}M | "
+            f"{res['train_time_s'] / 60:.0f} | {conv} |")
+    return "\n".join(lines) + "\n"
+
+
+def config_lr(row: dict) -> str:
+    return f"{row['sweep']['best']:g}" if row["sweep"] else "-"
+
+
+def plots(rows: list[dict], metric: str, stem: Path) -> None:
+    """``STEM-pareto.png`` (test metric against layer bytes, fp32 circle and int8 square per
+    model) and ``STEM-curves.png`` (valid metric against training tokens)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scale = SCALE.get(metric, 1)
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for i, r in enumerate(rows):
+        xs = [r["int8"][f"layer_bytes_{p}"] / 1e6 for p in ("fp32", "int8")]
+        ys = [scale * r["results"][f"test_{metric}"], scale * r["int8"][f"test_{metric}"]]
+        ax.plot(xs, ys, color=f"C{i}", alpha=0.5, zorder=1)
+        ax.scatter(xs[:1], ys[:1], marker="o", color=f"C{i}", zorder=3, label=r["label"])
+        ax.scatter(xs[1:], ys[1:], marker="s", color=f"C{i}", zorder=3)
+    plain_log_x(ax)
+    ax.set_xlabel("layer-stack bytes (MB, log scale)")
+    ax.set_ylabel(f"test {metric}")
+    ax.set_title(f"{stem.name}: quality against bytes (circle fp32, square int8)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.tight_layout()
+    fig.savefig(f"{stem}-pareto.png", dpi=130)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in rows:
+        curve = r["convergence"]["curve"]
+        if curve:
+            per_step = r["results"]["train_tokens"] / r["results"]["steps"]
+            steps, values = zip(*curve)
+            ax.plot([s * per_step / 1e6 for s in steps], [scale * v for v in values],
+                    marker=".", label=r["label"])
+    ax.set_xlabel("training tokens seen (millions; a transfer's curve starts after its source)")
+    ax.set_ylabel(f"valid {metric} (fixed subset)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(f"{stem}-curves.png", dpi=130)
+    plt.close(fig)
 
 
 def main(argv=None) -> None:
@@ -187,6 +336,14 @@ def main(argv=None) -> None:
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="one more override for every run (e.g. train.device=cuda)")
     r.set_defaults(func=cmd_run)
+    m = sub.add_parser("measure", help="(internal) one run in int8: test metrics and bytes")
+    m.add_argument("run")
+    m.set_defaults(func=cmd_measure)
+    t = sub.add_parser("report", help="int8 of every finished run; table and plots")
+    t.add_argument("task", choices=TASKS)
+    t.add_argument("--root", default="runs/lightformer")
+    t.add_argument("--out", default="benchmarks/results")
+    t.set_defaults(func=cmd_report)
     for q_or_r in (q, r):
         q_or_r.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
                             help="the dense model's shape (e.g. layers=6, d_model=96); every "
@@ -195,7 +352,7 @@ def main(argv=None) -> None:
     import yaml
     BASE.clear()
     EXTRA.clear()
-    for item in args.model:
+    for item in getattr(args, "model", []):
         key, _, value = item.partition("=")
         BASE[key] = yaml.safe_load(value)
     EXTRA.extend(getattr(args, "set", []))

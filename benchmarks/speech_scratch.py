@@ -309,11 +309,26 @@ def rtf(row: dict) -> str:
     return f"{row['fp32']['espeak-asr/test']['real_time_factor']:.4f}"
 
 
+def plain_log_x(ax) -> None:
+    """A log-scale x axis labelled 0.5, 1, 2 (not 5x10^-1), the minor ticks only at 2, 3
+    and 5 x a power of ten, so that neighbouring labels never overlap."""
+    import math
+
+    import matplotlib.ticker
+
+    def label(x, _):
+        mantissa = round(x / 10 ** math.floor(math.log10(x)), 6)
+        return f"{x:g}" if mantissa in (1, 2, 3, 5) else ""
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(label))
+
+
 def plots(rows: list[dict], out: Path, name: str = "speech-scratch") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(9, 5))
     for i, r in enumerate(rows):  # one colour per model: circle fp32, square int8, joined
@@ -323,10 +338,7 @@ def plots(rows: list[dict], out: Path, name: str = "speech-scratch") -> None:
         ax.plot(xs, ys, color=color, alpha=0.5, zorder=1)
         ax.scatter(xs[:1], ys[:1], marker="o", color=color, zorder=3, label=r["label"])
         ax.scatter(xs[1:], ys[1:], marker="s", color=color, zorder=3)
-    ax.set_xscale("log")
-    plain = matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}")  # 0.6, not 6x10^-1
-    ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_formatter(plain)
+    plain_log_x(ax)
     ax.set_xlabel("encoder-layer bytes (MB, log scale)")
     ax.set_ylabel("test WER % (espeak-asr test, training voices)")
     ax.set_title("Speech recognisers trained from scratch: WER against bytes "

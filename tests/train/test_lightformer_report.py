@@ -1,0 +1,77 @@
+"""benchmarks/lightformer.py: the sizes its plan gives each variant, and its report over
+finished runs (int8 measured in a subprocess, convergence read from the valid BLEU curve)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from requirements import need_module
+from train_helpers import tiny
+
+from layershare.train import load_config, train
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def bench():
+    spec = importlib.util.spec_from_file_location(
+        "lightformer_bench", ROOT / "benchmarks" / "lightformer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    module.BASE.clear()
+
+
+def test_plan_sizes_every_variant_against_the_budget(bench):
+    """LightFormer at >= 3.8x fewer layer parameters with the largest such rank; every
+    baseline at no more layer parameters than LightFormer's (the budget)."""
+    bench.BASE.update(layers=6, d_model=96, heads=4)
+    plan = bench.plan("mt")
+    lf, budget = plan["lightformer"], plan["lightformer"]["layer_params"]
+    assert lf["fewer"] >= bench.TARGET and lf["share"]["group_size"] == bench.GROUP
+    one_more = dict(lf["share"], rank=lf["share"]["rank"] + 1, init="scratch")
+    assert plan["dense"]["layer_params"] / bench.layer_params(
+        "mt-deen-dense.yaml", {}, one_more) < bench.TARGET  # the largest rank that fits
+    for name in ("transfer-k1", "shared-scratch", "residual", "shallow", "narrow"):
+        assert plan[name]["layer_params"] <= budget, name
+    assert plan["dense-long"]["layer_params"] == plan["dense"]["layer_params"]
+
+
+def test_report_reads_runs_measures_int8_and_plots(bench, tmp_path, copy_data):
+    need_module("matplotlib", "train")
+    root = tmp_path / "runs"
+    for name, share in (("dense", {"method": "dense"}),
+                        ("lightformer", {"method": "lowrank", "group_size": 2, "rank": 8})):
+        sets = tiny(copy_data, "parallel", model={"layers": 2, "d_model": 32, "heads": 2},
+                    share=share, eval={"beam_size": 1, "valid_decode": 8},
+                    train={"steps": 40, "batch_size": 32, "eval_every": 10, "save_every": 20})
+        train(load_config(None, sets), root / "mt" / name, progress=False)
+    bench.main(["report", "mt", "--root", str(root), "--out", str(tmp_path / "out")])
+    rows = json.loads((tmp_path / "out" / "lightformer-mt.json").read_text())
+    assert [r["name"] for r in rows] == ["dense", "lightformer"]
+    for r in rows:
+        int8 = r["int8"]
+        assert int8["layer_bytes_int8"] < 0.4 * int8["layer_bytes_fp32"]
+        assert int8["model_bytes_fp32"] > int8["layer_bytes_fp32"]
+        assert int8["test_pairs"] == 40 and 0 <= int8["test_bleu"] <= 100
+        curve = r["convergence"]["curve"]
+        assert [s for s, _ in curve] == [10, 20, 30, 40] and r["convergence"]["converged"] in (
+            True, False)
+    assert rows[1]["int8"]["layer_bytes_fp32"] < rows[0]["int8"]["layer_bytes_fp32"]
+    table = (tmp_path / "out" / "lightformer-mt-table.md").read_text()
+    assert table.count("\n") == 4 and "| LightFormer (transfer + share) |" in table
+    for png in ("pareto", "curves"):
+        assert (tmp_path / "out" / f"lightformer-mt-{png}.png").stat().st_size > 0
+    measured = (root / "mt" / "dense" / "measure-int8.json").stat().st_mtime
+    bench.main(["report", "mt", "--root", str(root), "--out", str(tmp_path / "out")])
+    assert (root / "mt" / "dense" / "measure-int8.json").stat().st_mtime == measured  # cached
+
+
+def test_convergence_of_a_rising_metric(bench, tmp_path):
+    for values, converged in (([10, 20, 30, 40, 50], False), ([10, 20, 30, 30.2, 30.1], True)):
+        rows = [{"step": 10 * (i + 1), "split": "valid", "bleu": v} for i, v in enumerate(values)]
+        (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        c = bench.convergence(tmp_path, "bleu")
+        assert c["converged"] is converged and c["valid_at_80pct"] == values[3]
