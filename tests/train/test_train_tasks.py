@@ -16,6 +16,7 @@ from layershare.train import load_config, train
 from layershare.train import trainer as trainer_mod
 from layershare.train.evaluate import bleu
 from layershare.train.report import read_metrics
+from layershare.train.tasks import TranslationTask
 
 
 def test_translation_copy_task_bleu(tmp_path, copy_data, monkeypatch, capsys):
@@ -47,14 +48,27 @@ def test_valid_decode_picks_the_best_checkpoint_by_bleu(tmp_path, copy_data, mon
     """eval.valid_decode = N: every evaluation also decodes the first N valid pairs greedily;
     their BLEU is logged and picks checkpoints/best, and it is what an independent greedy
     translation of those sources by the saved model scores with sacrebleu."""
+    sacrebleu = need_module("sacrebleu", "eval")
     out, n = tmp_path / "mt", 12
-    sets = tiny(copy_data, "parallel", model={"layers": 2, "d_model": 64, "heads": 4},
+    sets = tiny(copy_data, "parallel",
+                model={"layers": 2, "d_model": 64, "heads": 4, "dropout": 0.1},
                 train={"steps": 60, "batch_size": 32, "lr": 3e-3, "warmup": 10,
                        "schedule": "inverse-sqrt", "eval_every": 20, "save_every": 20},
                 eval={"beam_size": 1, "valid_decode": n})
+    modes = []  # the model's mode after each evaluation: training goes on with dropout
+    evaluate = TranslationTask.evaluate
+
+    def evaluate_and_record(self, model, *args, **kwargs):
+        figures = evaluate(self, model, *args, **kwargs)
+        modes.append(model.training)
+        return figures
+
+    monkeypatch.setattr(TranslationTask, "evaluate", evaluate_and_record)
     results = train(load_config(None, sets), out, progress=False)
+    assert modes[:3] == [True, True, True]
     valid = [r for r in read_metrics(out / "metrics.jsonl") if r["split"] == "valid"]
     assert len(valid) == 3 and all("bleu" in r and "chrf" in r for r in valid)
+    assert len({r["bleu"] for r in valid}) == 3  # distinct: the max is a choice, not a tie
     best = max(valid, key=lambda r: r["bleu"])
     assert results["best_valid"] == {"step": best["step"], "value": best["bleu"],
                                      "metric": "bleu"}
@@ -64,7 +78,6 @@ def test_valid_decode_picks_the_best_checkpoint_by_bleu(tmp_path, copy_data, mon
     monkeypatch.setattr("sys.stdin", io.StringIO("".join(line + "\n" for line in lines)))
     assert main(["translate", str(out), "--beam", "1"]) == 0
     hyps = capsys.readouterr().out.splitlines()
-    sacrebleu = need_module("sacrebleu", "eval")
     assert sacrebleu.corpus_bleu(hyps, [refs]).score == pytest.approx(best["bleu"])
 
 

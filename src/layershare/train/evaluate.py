@@ -58,7 +58,9 @@ def translate_lines(model, tok, lines: list[str], device, beam_size: int = 4,
                     max_len: int = 0, batch_size: int = 32, max_src: int = 0,
                     autocast=nullcontext) -> list[str]:
     """Detokenized translations of ``lines``, batched by source length (faster: less
-    padding) and returned in input order."""
+    padding) and returned in input order. The model is left in the mode it came in: a
+    training run that decodes its valid pairs keeps its dropout."""
+    was_training = model.training
     model.eval()
     out: list[str] = [""] * len(lines)
     for chunk, src in source_batches(tok, lines, batch_size, max_src):
@@ -68,6 +70,7 @@ def translate_lines(model, tok, lines: list[str], device, beam_size: int = 4,
         texts = tok.decode_batch([strip_ids(r) for r in hyp.tolist()], skip_special_tokens=True)
         for i, text in zip(chunk, texts):
             out[i] = text.strip()
+    model.train(was_training)
     return out
 
 
@@ -125,27 +128,30 @@ def split_metrics(task: Task, model, split: str, device, out: Path | None = None
         rows = rows[:cfg.eval.test_limit]
         result[f"{split}_{metric}_pairs_limited_to"] = cfg.eval.test_limit
     start = time.perf_counter()  # decoding speed (LightFormer's claim); strings out = synced
-    scores = decoded_scores(task, model, rows, device, cfg.eval.beam_size, autocast, out, split)
+    hyps = decode_rows(task, model, rows, device, cfg.eval.beam_size, autocast)
     result[f"{split}_decode_s"] = time.perf_counter() - start
     result[f"{split}_decode_sentences_per_s"] = len(rows) / result[f"{split}_decode_s"]
-    result.update({f"{split}_{name}": value for name, value in scores.items()})
-    result[f"{split}_pairs"] = len(rows)
-    return result
-
-
-def decoded_scores(task: Task, model, rows: list, device, beam_size: int,
-                   autocast=nullcontext, out: Path | None = None, split: str = "") -> dict:
-    """Decode the sources of ``rows`` ((source, reference) strings) and score them against
-    the untokenized references: ``bleu`` and ``chrf``, or ROUGE for summarisation;
-    hypotheses and references go to ``out/SPLIT.hyp|ref`` when ``out`` is given."""
-    cfg = task.cfg
-    hyps = translate_lines(model, task.tok, [s for s, _ in rows], device, beam_size,
-                           cfg.eval.max_len or task.decode_max_len, cfg.eval.batch_size,
-                           cfg.train.seq_len, autocast)
     refs = [t for _, t in rows]
     if out is not None:
         (Path(out) / f"{split}.hyp").write_text("".join(h.replace("\n", " ") + "\n" for h in hyps))
         (Path(out) / f"{split}.ref").write_text("".join(r.replace("\n", " ") + "\n" for r in refs))
+    result.update({f"{split}_{name}": value for name, value in scores(task, hyps, refs).items()})
+    result[f"{split}_pairs"] = len(rows)
+    return result
+
+
+def decode_rows(task: Task, model, rows: list, device, beam_size: int,
+                autocast=nullcontext) -> list[str]:
+    """The model's outputs for the sources of ``rows`` ((source, reference) strings)."""
+    cfg = task.cfg
+    return translate_lines(model, task.tok, [s for s, _ in rows], device, beam_size,
+                           cfg.eval.max_len or task.decode_max_len, cfg.eval.batch_size,
+                           cfg.train.seq_len, autocast)
+
+
+def scores(task: Task, hyps: list[str], refs: list[str]) -> dict:
+    """``bleu`` and ``chrf`` of ``hyps`` against the untokenized ``refs``, or ROUGE for
+    summarisation."""
     if task.kind == "summarisation":
         return rouge(hyps, refs)
     return {"bleu": bleu(hyps, refs), "chrf": chrf(hyps, refs)}

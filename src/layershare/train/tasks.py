@@ -181,8 +181,10 @@ class TranslationTask(Task):
         out = super().evaluate(model, split, device, autocast, limit)
         n = self.cfg.eval.valid_decode
         if split == "valid" and n:
-            from .evaluate import decoded_scores  # evaluate.py imports this module
-            out.update(decoded_scores(self, model, self.raw[split][:n], device, 1, autocast))
+            from .evaluate import decode_rows, scores  # evaluate.py imports this module
+            rows = self.raw[split][:n]
+            hyps = decode_rows(self, model, rows, device, 1, autocast)
+            out.update(scores(self, hyps, [t for _, t in rows]))
         return out
 
     def prepare(self, split, pairs):
