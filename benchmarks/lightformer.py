@@ -1,13 +1,15 @@
 """LightFormer where the paper lives: dense -> SVD weight transfer into shared low rank ->
 fine-tuning, against every baseline that separates what each part buys.
 
-    OMP_NUM_THREADS=1 python benchmarks/lightformer.py run mt --dense-steps N --finetune-steps M
     python benchmarks/lightformer.py plan mt          # the variants' sizes, nothing trained
+    OMP_NUM_THREADS=1 python benchmarks/lightformer.py run mt --dense-steps N --finetune-steps M
+    python benchmarks/lightformer.py report mt        # int8 of each run, table and plots
 
 Tasks (their base configs): ``mt`` translation De->En (configs/mt-deen-dense.yaml), ``sum``
 summarisation (configs/sum-debian-dense.yaml), ``cls`` classification
-(configs/cls-wordnet-dense.yaml). Variants, every one with its learning rate chosen from
-three values by short runs (a fifth of its steps, valid loss; speech_scratch.py's sweep):
+(configs/cls-wordnet-dense.yaml). Variants, every one with its learning rate chosen by
+short runs (a fifth of its steps, valid loss) from three values, grown past an edge of
+them where the best sits on one (protocol.py):
 
 * ``dense``: the reference, ``N`` steps (trained to convergence: the caller picks ``N`` from
   a dense run whose valid metric is flat over its last 20%);
@@ -34,7 +36,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speech_scratch import CONFIGS, grown_sweep, last_valid, plain_log_x, train  # noqa: E402
+from protocol import CONFIGS, grown_sweep, plain_log_x, sweep_loss, train  # noqa: E402
 
 TASKS = {"mt": "mt-deen-dense.yaml", "sum": "sum-debian-dense.yaml",
          "cls": "cls-wordnet-dense.yaml"}
@@ -49,6 +51,7 @@ VALID_DECODE = 300    # valid pairs decoded at every evaluation: the convergence
 FULL = ["eval.test_limit=0", f"eval.valid_decode={VALID_DECODE}"]
 QUALITY = {"mt": ("bleu", "chrf"), "sum": ("rougeL", "rouge1", "rouge2"),
            "cls": ("acc", "macro_f1")}   # the first of each picks, plots and converges
+TRANSFERS = ("lightformer", "transfer-k1")  # the variants that start from the dense run
 SCALE = {"acc": 100, "macro_f1": 100}  # fractions shown as percentages
 LABELS = {"dense": "dense (the source)", "lightformer": "LightFormer (transfer + share)",
           "dense-long": "dense, same total steps", "transfer-k1": "transfer, no sharing (K=1)",
@@ -165,7 +168,7 @@ def cmd_run(args) -> None:
 
 def sweep(config: str, name: str, sets: list[str], steps: int, root: Path) -> float:
     """The rate whose run of a fifth of ``steps`` ends with the lowest valid loss: ``LRS``,
-    grown past an edge where the best sits on one (speech_scratch.grown_sweep)."""
+    grown past an edge where the best sits on one (protocol.grown_sweep)."""
     short = max(steps // SWEEP_FRACTION, 1)
     base = [s for s in sets if not s.startswith("train.steps=")]
     base += [f"train.steps={short}", f"train.eval_every={max(short // 2, 1)}",
@@ -173,9 +176,8 @@ def sweep(config: str, name: str, sets: list[str], steps: int, root: Path) -> fl
              "eval.test_limit=1", "eval.valid_decode=0"]  # a sweep reads its valid loss
 
     def score(lr: float) -> float:
-        run = root / "sweep" / f"{name}-lr{lr:g}"
-        train(config, EXTRA + base, run, [f"train.lr={lr}"])  # the short schedule wins
-        return last_valid(run, "loss")
+        run = root / "sweep" / f"{name}-lr{lr:g}"  # the short schedule wins over EXTRA's
+        return sweep_loss(run, lambda: train(config, EXTRA + base, run, [f"train.lr={lr}"]))
 
     scores = grown_sweep(LRS, score)
     best = min(scores, key=scores.get)
@@ -234,14 +236,18 @@ def cmd_report(args) -> None:
         cached = run / "measure-int8.json"  # a finished run is measured once
         done = run / "results.json"
         if not (cached.is_file() and cached.stat().st_mtime > done.stat().st_mtime):
-            proc = subprocess.run([sys.executable, __file__, "measure", str(run)], check=True,
+            proc = subprocess.run([sys.executable, __file__, "measure", str(run)],
                                   capture_output=True, text=True,
                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+            if proc.returncode != 0:
+                sys.stderr.write(proc.stderr)
+                raise SystemExit(f"{run}: measuring it in int8 failed (above)")
             cached.write_text(proc.stdout.strip().splitlines()[-1] + "\n")
         sweep_file = root / "sweep" / f"{name}.json"
         rows.append({"name": name, "label": LABELS[name], "results": results,
                      "int8": json.loads(cached.read_text()),
                      "sweep": json.loads(sweep_file.read_text()) if sweep_file.is_file() else None,
+                     "lr": config_lr(run), "transfer": name in TRANSFERS,
                      "convergence": convergence(run, metrics[0])})
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"lightformer-{args.task}"
@@ -252,7 +258,8 @@ def cmd_report(args) -> None:
 
 
 def table(rows: list[dict], metrics: tuple) -> str:
-    """One line per run: sizes, test quality fp32 (int8), rate, budget, convergence."""
+    """One line per run: sizes, test quality fp32 (int8), rate, steps, tokens, time,
+    convergence."""
     dense = next((r for r in rows if r["name"] == "dense"), None)
     head = " | ".join(f"test {m} fp32 (int8)" for m in metrics)
     lines = [f"| model | layer params | x fewer | layer MB fp32 / int8 | {head} | lr | steps "
@@ -270,13 +277,15 @@ def table(rows: list[dict], metrics: tuple) -> str:
         lines.append(
             f"| {r['label']} | {res['layer_params']:,} | {ratio:.2f}x | "
             f"{q['layer_bytes_fp32'] / 1e6:.2f} / {q['layer_bytes_int8'] / 1e6:.2f} | {quality} | "
-            f"{config_lr(r)} | {res['steps']:,} | {res['train_tokens'] / 1e6:.1f}M | "
+            f"{r['lr']:g} | {res['steps']:,} | {res['train_tokens'] / 1e6:.1f}M | "
             f"{res['train_time_s'] / 60:.0f} | {conv} |")
     return "\n".join(lines) + "\n"
 
 
-def config_lr(row: dict) -> str:
-    return f"{row['sweep']['best']:g}" if row["sweep"] else "-"
+def config_lr(run: Path) -> float:
+    """The rate the run trained at, from its own config.yaml."""
+    import yaml
+    return float(yaml.safe_load((run / "config.yaml").read_text())["train"]["lr"])
 
 
 def plots(rows: list[dict], metric: str, stem: Path) -> None:
@@ -304,15 +313,17 @@ def plots(rows: list[dict], metric: str, stem: Path) -> None:
     fig.savefig(f"{stem}-pareto.png", dpi=130)
     plt.close(fig)
 
+    source = next((r["results"]["train_tokens"] for r in rows if r["name"] == "dense"), 0)
     fig, ax = plt.subplots(figsize=(8, 5))
     for r in rows:
         curve = r["convergence"]["curve"]
         if curve:
             per_step = r["results"]["train_tokens"] / r["results"]["steps"]
+            offset = source if r["transfer"] else 0  # a transfer goes on from its source
             steps, values = zip(*curve)
-            ax.plot([s * per_step / 1e6 for s in steps], [scale * v for v in values],
+            ax.plot([(offset + s * per_step) / 1e6 for s in steps], [scale * v for v in values],
                     marker=".", label=r["label"])
-    ax.set_xlabel("training tokens seen (millions; a transfer's curve starts after its source)")
+    ax.set_xlabel("training tokens seen (millions; a transfer's own start after its source's)")
     ax.set_ylabel(f"valid {metric} (fixed subset)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

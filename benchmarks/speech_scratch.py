@@ -3,37 +3,47 @@
     OMP_NUM_THREADS=1 python benchmarks/speech_scratch.py run dense12 residual --root runs/asr
     python benchmarks/speech_scratch.py report --root runs/asr --out benchmarks/results
 
-``run`` trains each named variant in turn: first the learning-rate sweep (the three values
-of ``LRS``, each for a fifth of the config's steps with the schedule scaled to match, scored by the
-valid CTC loss of its last evaluation: a fifth of the way in, a recogniser's WER can still
-be ~100% at every rate, where the loss already ranks them), then the full run at the
-sweep's best rate, for the config's steps times ``--steps-scale``. The sweep keeps its
-length whatever the scale, so a longer protocol can reuse the sweeps of a shorter one: give
-it a new ``--root`` (its runs have other configs) holding a copy of the old ``ROOT/sweep``; a
-finished sweep run is read, not rerun. Every run
-is an ordinary ``layershare train`` into ``ROOT/sweep/NAME-lrX`` or ``ROOT/NAME``, so
-running the same command again resumes where it stopped. Every variant sees the same data,
-the same buckets in the same order, the same steps and schedule; only the model and the
-rate differ.
+``run`` trains each named variant in turn: first the learning-rate sweep (the values of
+``LRS``, grown past an edge where the best sits on one: protocol.py; each run a fifth of the
+config's steps with the schedule scaled to match, scored by the valid CTC loss of its last
+evaluation: a fifth of the way in, a recogniser's WER can still be ~100% at every rate,
+where the loss already ranks them), then the full run at the sweep's best rate, for the
+config's steps times ``--steps-scale``. The sweep keeps its length whatever the scale, so a
+longer protocol can reuse the sweeps of a shorter one: give it a new ``--root`` (its runs
+have other configs) holding a copy of the old ``ROOT/sweep``; a finished sweep run is read,
+not rerun. Every run is an ordinary ``layershare train`` into ``ROOT/sweep/NAME-lrX`` or
+``ROOT/NAME``, so running the same command again resumes where it stopped. Every variant
+sees the same data, the same buckets in the same order, the same steps and schedule; only
+the model and the rate differ.
 
-``report`` writes ``speech-scratch.md`` (table), ``speech-scratch.json``,
-``speech-scratch-pareto.png`` (test WER against encoder-layer bytes) and
-``speech-scratch-curves.png`` (valid WER against frames seen).
+``rtf`` times the recognisers side by side (run it under ``benchmarks/quiet.sh``);
+``report`` writes ``NAME-table.md``, ``NAME.json``, ``NAME-pareto.png`` (test WER against
+encoder-layer bytes) and ``NAME-curves.png`` (valid WER against frames seen), with the
+side-by-side speeds of ``--rtf`` in the table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from protocol import (  # noqa: E402  (a script beside its shared module)
+    CONFIGS,
+    grown_sweep,
+    last_valid,
+    plain_log_x,
+    sweep_loss,
+    train,
+)
+
 LRS = (1.5e-3, 3e-3, 6e-3)
 SWEEP_FRACTION = 5
-EXTEND = 2  # how many rates a sweep may add past the edge of LRS
 WIDTH = [1.0]  # --width-scale of this invocation (the GPU size doubles every width)
 # name -> (config, --set overrides, label)
 VARIANTS = {
@@ -69,34 +79,6 @@ def config_steps(config: str) -> dict:
     return {k: train[k] for k in ("steps", "warmup", "eval_every", "save_every")}
 
 
-def train(config: str, overrides: list[str], out: Path, extra: list[str]) -> dict:
-    """One ``layershare train`` (resumed if ``out`` holds an earlier start); its results."""
-    argv = [sys.executable, "-m", "layershare.cli", "train", "--config", str(CONFIGS / config),
-            "--out", str(out), "--quiet"]
-    for item in overrides + extra:
-        argv += ["--set", item]
-    print(" ".join(argv[2:]), flush=True)
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    subprocess.run(argv, check=True, env=env)
-    return json.loads((out / "results.json").read_text())
-
-
-def grown_sweep(lrs, score) -> dict[float, float]:
-    """``score(lr)`` (lower is better) for every rate of ``lrs``; while the best sits at an
-    edge of the rates tried, also for the next rate past it (x2 or /2), at most ``EXTEND``
-    more: a best at the edge of a grid is no optimum."""
-    scores = {lr: score(lr) for lr in lrs}
-    while len(scores) < len(lrs) + EXTEND:
-        best = min(scores, key=scores.get)
-        if best == max(scores):
-            scores[best * 2] = score(best * 2)
-        elif best == min(scores):
-            scores[best / 2] = score(best / 2)
-        else:
-            break
-    return scores
-
-
 def sweep(name: str, root: Path, extra: list[str]) -> float:
     """The rate of ``LRS`` whose short run ends with the lowest valid loss. A best rate at an
     edge of the grid is no optimum: the grid then grows by a factor of 2 past that edge (at
@@ -111,25 +93,17 @@ def sweep(name: str, root: Path, extra: list[str]) -> float:
 
     def score(lr: float) -> float:
         run = root / "sweep" / f"{tag}-lr{lr:g}"
-        if not (run / "results.json").is_file():
-            train(config, overrides, run, short + [f"train.lr={lr}"] + extra)
-        return last_valid(run, "loss")
+        return sweep_loss(run, lambda: train(config, overrides, run,
+                                             short + [f"train.lr={lr}"] + extra))
 
     scores = grown_sweep(LRS, score)
     best = min(scores, key=scores.get)
     (root / "sweep" / f"{name}.json").write_text(json.dumps(
         {"valid_loss_by_lr": {f"{k:g}": v for k, v in scores.items()}, "best": best,
          "valid_wer_by_lr": {f"{k:g}": last_valid(root / "sweep" / f"{tag}-lr{k:g}")
-                             for k in scores}}, indent=1) + "\n")
+                             for k, v in scores.items() if v < math.inf}}, indent=1) + "\n")
     print(f"{name}: valid loss by lr {scores}; using {best:g}", flush=True)
     return best
-
-
-def last_valid(run: Path, metric: str = "wer") -> float:
-    """``metric`` at the run's last valid evaluation (metrics.jsonl)."""
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    valid = [r for r in rows if r.get("split") == "valid"]
-    return float(valid[-1][metric])
 
 
 def cmd_run(args) -> None:
@@ -260,9 +234,17 @@ def cmd_report(args) -> None:
         rows.append(row)
     if args.rtf:  # side-by-side speeds (cmd_rtf) replace those measured one model at a time
         measured = json.loads(Path(args.rtf).read_text())["runs"]
-        side = {Path(run).name: v for run, v in measured.items()}
+        side = {Path(run).resolve(): v for run, v in measured.items()}
+        for row in rows:  # one column, one kind of measurement: every row side by side
+            run = (root / row["name"]).resolve()
+            if run not in side:
+                raise SystemExit(f"{args.rtf} has no side-by-side speed of {run}: measure "
+                                 "every run of the report with `rtf` together")
+            row["rtf_side_by_side"] = side[run]
+        dense = next((r for r in rows if r["name"] == "dense12"), rows[0])
         for row in rows:
-            row["rtf_side_by_side"] = side.get(row["name"])
+            row["rtf_side_by_side"]["vs_dense"] = (row["rtf_side_by_side"]["real_time_factor"]
+                                                   / dense["rtf_side_by_side"]["real_time_factor"])
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.name}.json").write_text(json.dumps(rows, indent=1) + "\n")
     (out / f"{args.name}-table.md").write_text(table(rows))
@@ -302,27 +284,12 @@ def table(rows: list[dict]) -> str:
 
 
 def rtf(row: dict) -> str:
-    """The real-time factor, with its ratio to the reference where it was measured side by side."""
+    """The real-time factor; where it was measured side by side, with its ratio to dense 12's
+    (measured in the same run)."""
     side = row.get("rtf_side_by_side")
     if side:
-        return f"{side['real_time_factor']:.4f} ({side['vs_first']:.2f}x)"
+        return f"{side['real_time_factor']:.4f} ({side['vs_dense']:.2f}x)"
     return f"{row['fp32']['espeak-asr/test']['real_time_factor']:.4f}"
-
-
-def plain_log_x(ax) -> None:
-    """A log-scale x axis labelled 0.5, 1, 2 (not 5x10^-1), the minor ticks only at 2, 3
-    and 5 x a power of ten, so that neighbouring labels never overlap."""
-    import math
-
-    import matplotlib.ticker
-
-    def label(x, _):
-        mantissa = round(x / 10 ** math.floor(math.log10(x)), 6)
-        return f"{x:g}" if mantissa in (1, 2, 3, 5) else ""
-
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(label))
 
 
 def plots(rows: list[dict], out: Path, name: str = "speech-scratch") -> None:

@@ -136,5 +136,40 @@ def test_speech_scratch_table_prefers_side_by_side_speed():
     rtf = _module("speech_scratch").rtf
     row = {"fp32": {"espeak-asr/test": {"real_time_factor": 0.0031}}}
     assert rtf(row) == "0.0031"
-    row["rtf_side_by_side"] = {"real_time_factor": 0.00246, "vs_first": 1.04}
+    row["rtf_side_by_side"] = {"real_time_factor": 0.00246, "vs_dense": 1.04}
     assert rtf(row) == "0.0025 (1.04x)"
+
+
+def test_a_diverged_sweep_run_scores_infinity_once(tmp_path):
+    """A short run stopped by a non-finite loss scores infinity and leaves a mark; the next
+    sweep reads the mark and does not train it again. Any other failure is raised."""
+    import math
+    protocol = _module("protocol")
+    starts = []
+
+    def diverge():
+        starts.append(1)
+        raise protocol.Diverged("loss is nan at step 3; lower train.lr")
+
+    run = tmp_path / "sweep" / "x-lr0.1"
+    run.mkdir(parents=True)
+    assert protocol.sweep_loss(run, diverge) == math.inf
+    assert protocol.sweep_loss(run, diverge) == math.inf and len(starts) == 1
+    assert "lower train.lr" in (run / protocol.DIVERGED).read_text()
+
+    def broken():
+        raise FileNotFoundError("no data")
+
+    with pytest.raises(FileNotFoundError):
+        protocol.sweep_loss(tmp_path / "other", broken)
+
+
+def test_protocol_train_tells_divergence_from_other_failures(tmp_path, monkeypatch):
+    protocol = _module("protocol")
+    import subprocess
+    for stderr, error in (("error: loss is nan at step 3; lower train.lr\n", protocol.Diverged),
+                          ("error: no such data set\n", subprocess.CalledProcessError)):
+        monkeypatch.setattr(protocol.subprocess, "run", lambda *a, _s=stderr, **k:
+                            subprocess.CompletedProcess(a[0], 2, stderr=_s))
+        with pytest.raises(error):
+            protocol.train("mt-deen-dense.yaml", [], tmp_path / "run", [])

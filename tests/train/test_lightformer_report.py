@@ -31,6 +31,7 @@ def test_plan_sizes_every_variant_against_the_budget(bench):
     plan = bench.plan("mt")
     lf, budget = plan["lightformer"], plan["lightformer"]["layer_params"]
     assert lf["fewer"] >= bench.TARGET and lf["share"]["group_size"] == bench.GROUP
+    assert {k for k, v in plan.items() if v and v.get("transfer")} == set(bench.TRANSFERS)
     one_more = dict(lf["share"], rank=lf["share"]["rank"] + 1, init="scratch")
     assert plan["dense"]["layer_params"] / bench.layer_params(
         "mt-deen-dense.yaml", {}, one_more) < bench.TARGET  # the largest rank that fits
@@ -41,6 +42,7 @@ def test_plan_sizes_every_variant_against_the_budget(bench):
 
 def test_report_reads_runs_measures_int8_and_plots(bench, tmp_path, copy_data):
     need_module("matplotlib", "train")
+    need_module("sacrebleu", "eval")
     root = tmp_path / "runs"
     for name, share in (("dense", {"method": "dense"}),
                         ("lightformer", {"method": "lowrank", "group_size": 2, "rank": 8})):
@@ -51,6 +53,7 @@ def test_report_reads_runs_measures_int8_and_plots(bench, tmp_path, copy_data):
     bench.main(["report", "mt", "--root", str(root), "--out", str(tmp_path / "out")])
     rows = json.loads((tmp_path / "out" / "lightformer-mt.json").read_text())
     assert [r["name"] for r in rows] == ["dense", "lightformer"]
+    assert [r["transfer"] for r in rows] == [False, True] and rows[0]["lr"] == 3e-3
     for r in rows:
         int8 = r["int8"]
         assert int8["layer_bytes_int8"] < 0.4 * int8["layer_bytes_fp32"]
