@@ -331,6 +331,33 @@ def plots(rows: list[dict], out: Path, name: str = "speech-scratch") -> None:
     plt.close(fig)
 
 
+def cmd_trend(args) -> None:
+    """Test WER against the protocol's length (frames seen), one line per variant, from the
+    JSONs of ``report`` for protocols of different length: does a gap close with training?"""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines: dict[str, list] = {}
+    for report in args.reports:
+        for r in json.loads(Path(report).read_text()):
+            lines.setdefault(r["label"], []).append(
+                (r["results"]["train_tokens"] / 1e6, r["fp32"]["espeak-asr/test"]["wer"]))
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for label, points in lines.items():
+        xs, ys = zip(*sorted(points))
+        ax.plot(xs, ys, marker="o", label=label)
+    ax.set_xlabel("input frames seen by the end of the run (millions; one run per point)")
+    ax.set_ylabel("test WER % (espeak-asr test)")
+    ax.set_title("Every protocol's final test WER: does a gap close with training?", fontsize=10)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=130)
+    print(json.dumps(lines, indent=1))
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -367,6 +394,10 @@ def main(argv=None) -> None:
     q.add_argument("--name", default="speech-scratch",
                    help="file names: NAME.json, NAME-table.md, NAME-pareto.png, NAME-curves.png")
     q.set_defaults(func=cmd_report)
+    g = sub.add_parser("trend", help="test WER against the length of each protocol (a PNG)")
+    g.add_argument("reports", nargs="+", help="the NAME.json files of report")
+    g.add_argument("--out", required=True, help="the PNG to write")
+    g.set_defaults(func=cmd_trend)
     args = p.parse_args(argv)
     args.func(args)
 
