@@ -173,3 +173,19 @@ def test_protocol_train_tells_divergence_from_other_failures(tmp_path, monkeypat
                             subprocess.CompletedProcess(a[0], 2, stderr=_s))
         with pytest.raises(error):
             protocol.train("mt-deen-dense.yaml", [], tmp_path / "run", [])
+
+
+def test_speech_scratch_trend_joins_each_variant_across_protocols(tmp_path, capsys):
+    need_module("matplotlib", "train")
+    mod = _module("speech_scratch")
+    reports = []
+    for steps, wers in ((2400, (46.0, 49.0)), (7200, (21.0, 27.0))):
+        rows = [{"label": label, "results": {"train_tokens": steps * 1000},
+                 "fp32": {"espeak-asr/test": {"wer": wer}}}
+                for label, wer in zip(("dense", "residual"), wers)]
+        reports.append(tmp_path / f"{steps}.json")
+        reports[-1].write_text(json.dumps(rows))
+    mod.main(["trend", *map(str, reversed(reports)), "--out", str(tmp_path / "t.png")])
+    lines = json.loads(capsys.readouterr().out)
+    assert lines["residual"] == [[7.2, 27.0], [2.4, 49.0]]  # in the order read; plotted sorted
+    assert (tmp_path / "t.png").stat().st_size > 0
