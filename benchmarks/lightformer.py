@@ -230,11 +230,11 @@ def cmd_report(args) -> None:
     rows = []
     for name in LABELS:
         run = root / name
-        if not (run / "results.json").is_file():
-            continue
-        results = json.loads((run / "results.json").read_text())
-        cached = run / "measure-int8.json"  # a finished run is measured once
         done = run / "results.json"
+        if not done.is_file():
+            continue
+        results = json.loads(done.read_text())
+        cached = run / "measure-int8.json"  # a finished run is measured once
         if not (cached.is_file() and cached.stat().st_mtime > done.stat().st_mtime):
             proc = subprocess.run([sys.executable, __file__, "measure", str(run)],
                                   capture_output=True, text=True,
