@@ -44,6 +44,8 @@ LRS = (5e-4, 1e-3, 2e-3)
 TARGET = 3.8          # LightFormer's "3.8x fewer parameters" (of the layer stacks here)
 GROUP = 3             # K: layers whose low-rank basis is shared
 SWEEP_FRACTION = 5
+EVALS = 20            # evaluations of a full run: the last 20% (convergence) holds four
+SCHEDULE_KEYS = {f"train.{k}" for k in ("steps", "warmup", "eval_every", "save_every")}
 BASE: dict = {}       # --model KEY=VALUE of this invocation: the dense model's shape
 EXTRA: list = []      # --set KEY=VALUE of this invocation: for every run (device, batch...)
 VALID_DECODE = 300    # valid pairs decoded at every evaluation: the convergence curve
@@ -159,21 +161,29 @@ def cmd_run(args) -> None:
             print(f"{name}: no size fits the budget at this model size; skipped", flush=True)
             continue
         steps = m if v.get("transfer") else n + m if v.get("long") else n
-        sets = overrides(v) + [f"train.steps={steps}"]
+        sets = overrides(v) + schedule(steps)
         if v.get("transfer"):
             sets.append(f"model.init_from={root / 'dense'}")
         lr = sweep(config, name, sets, steps, root)
         train(config, sets, root / name, [f"train.lr={lr}"] + FULL + EXTRA)
 
 
+def schedule(steps: int, evals: int = EVALS) -> list[str]:
+    """A run of ``steps``: warm-up a tenth of it (so a sweep's short run is the full run's
+    schedule compressed, whatever its shape), ``evals`` evaluations, a checkpoint every
+    half evaluation interval."""
+    every = max(steps // evals, 1)
+    return [f"train.steps={steps}", f"train.warmup={steps // 10}",
+            f"train.eval_every={every}", f"train.save_every={max(every // 2, 1)}"]
+
+
 def sweep(config: str, name: str, sets: list[str], steps: int, root: Path) -> float:
     """The rate whose run of a fifth of ``steps`` ends with the lowest valid loss: ``LRS``,
     grown past an edge where the best sits on one (protocol.grown_sweep)."""
     short = max(steps // SWEEP_FRACTION, 1)
-    base = [s for s in sets if not s.startswith("train.steps=")]
-    base += [f"train.steps={short}", f"train.eval_every={max(short // 2, 1)}",
-             f"train.save_every={max(short // 4, 1)}", f"train.warmup={max(short // 10, 0)}",
-             "eval.test_limit=1", "eval.valid_decode=0"]  # a sweep reads its valid loss
+    base = [s for s in sets if s.split("=")[0] not in SCHEDULE_KEYS]
+    base += schedule(short, evals=2) + [
+        "eval.test_limit=1", "eval.valid_decode=0"]  # a sweep reads its valid loss
 
     def score(lr: float) -> float:
         run = root / "sweep" / f"{name}-lr{lr:g}"  # the short schedule wins over EXTRA's

@@ -78,3 +78,34 @@ def test_convergence_of_a_rising_metric(bench, tmp_path):
         (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         c = bench.convergence(tmp_path, "bleu")
         assert c["converged"] is converged and c["valid_at_80pct"] == values[3]
+
+
+def test_a_sweep_run_is_its_full_run_compressed(bench, tmp_path, monkeypatch):
+    """Both the full run and its sweep's short runs warm up for a tenth of their steps (the
+    full schedule compressed five times, so the rate found is the rate the full run needs);
+    the full run evaluates EVALS times, a sweep run twice; --set (EXTRA) wins in full runs
+    only; no stale step count survives into a sweep run."""
+    seen = []
+
+    def fake_train(config, overrides, out, extra):
+        seen.append(dict(item.split("=", 1) for item in overrides + extra))
+        return {}
+
+    monkeypatch.setattr(bench, "train", fake_train)
+    def fake_loss(run, start):  # best at the middle rate, so the grid does not grow
+        start()
+        return abs(float(run.name.split("-lr")[1]) - bench.LRS[1])
+
+    monkeypatch.setattr(bench, "sweep_loss", fake_loss)
+    (tmp_path / "sweep").mkdir()  # the real runs make it
+    full = bench.schedule(1000)
+    assert dict(i.split("=") for i in full) == {
+        "train.steps": "1000", "train.warmup": "100", "train.eval_every": "50",
+        "train.save_every": "25"}
+    bench.sweep("mt-deen-dense.yaml", "dense", ["model.layers=2"] + full, 1000, tmp_path)
+    assert len(seen) == len(bench.LRS)
+    for run in seen:
+        assert (run["train.steps"], run["train.warmup"], run["train.eval_every"]) == (
+            "200", "20", "100")
+        assert run["model.layers"] == "2" and run["eval.valid_decode"] == "0"
+    assert json.loads((tmp_path / "sweep" / "dense.json").read_text())["best"] == bench.LRS[1]
