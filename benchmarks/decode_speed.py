@@ -104,6 +104,15 @@ def max_len_for(config: dict | None, tok) -> int:
     return min(longest, config["train"]["seq_len"] - 2) + 1
 
 
+def max_src(model, config: dict | None, asked: int) -> int:
+    """Source tokens kept: the run's ``train.seq_len`` (as its test decoding cuts them), else
+    ``asked``; never more than the model's learned positions hold."""
+    keep = (config or {}).get("train", {}).get("seq_len") or asked
+    if getattr(model.config, "pos", "learned") == "learned":
+        keep = min(keep, model.config.max_len)
+    return keep
+
+
 def batches(tok, lines: list[str], batch_size: int, max_src: int) -> list[torch.Tensor]:
     """The sources as the trainer's test decoding batches them (sorted by length)."""
     from layershare.train.evaluate import source_batches
@@ -308,7 +317,7 @@ def run(args, argv: list[str]) -> None:
             max_lens[key] = max_len_for(config, tok)
         models.append({"name": path.name if path.name != "model" else path.parent.name,
                        "model": model, "tok": tok, "config": config, "lines": lines,
-                       "max_src": (config or {}).get("train", {}).get("seq_len") or args.max_src,
+                       "max_src": max_src(model, config, args.max_src),
                        "max_len": max_lens[key]})
     print(f"{len(lines)} sources from {origin}", flush=True)
     rows = measure(models, args)

@@ -105,3 +105,20 @@ def test_profile_hooks_are_removed(bench, tmp_path, share):
     timer.close()
     assert "logits" not in vars(model.embed)
     assert hooks() == before
+
+
+def test_sources_are_cut_to_the_models_positions(bench, tmp_path):
+    """A bare checkpoint (no run config) keeps ``--max-src`` source tokens, but never more
+    than its learned position table: a longer test sentence is cut, not an error."""
+    tokenizer = train_tokenizer(TEXTS * 4, 300, tmp_path / "tok.json")
+    dense = _checkpoint(tmp_path / "dense", tokenizer, None)  # max_len 64
+    model = layershare.load(dense).eval()
+    assert bench.max_src(model, None, 128) == 64
+    assert bench.max_src(model, None, 16) == 16
+    assert bench.max_src(model, {"train": {"seq_len": 32}}, 128) == 32
+    sources = tmp_path / "long.txt"
+    sources.write_text(" ".join(TEXTS) * 3 + "\n")  # hundreds of tokens
+    out = tmp_path / "speed"
+    bench.main([str(dense), "--data", str(sources), "--sentences", "1", "--beams", "1",
+                "--batch-sizes", "1", "--threads", "1", "--rounds", "1", "--out", str(out)])
+    assert json.loads(out.with_suffix(".json").read_text())["rows"][0]["sentences"] == 1
