@@ -22,6 +22,9 @@ them where the best sits on one (protocol.py):
 * ``residual``: ResidualTransformer from scratch at no more layer parameters, ``N + M``;
 * ``shallow`` and ``narrow``: dense models of no more unique layer parameters, ``N + M``.
 
+Every run warms up for a tenth of its steps and evaluates twenty times (:func:`schedule`);
+a full run decodes the first 300 valid pairs at each evaluation (the valid BLEU / ROUGE-L
+that picks its best checkpoint and judges convergence) and the whole test split at its end.
 Parameter counts come from ``layershare.count`` on the built models (:func:`plan`), never from
 a formula typed here.
 """
