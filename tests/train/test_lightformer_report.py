@@ -83,8 +83,8 @@ def test_convergence_of_a_rising_metric(bench, tmp_path):
 def test_a_sweep_run_is_its_full_run_compressed(bench, tmp_path, monkeypatch):
     """Both the full run and its sweep's short runs warm up for a tenth of their steps (the
     full schedule compressed five times, so the rate found is the rate the full run needs);
-    the full run evaluates EVALS times, a sweep run twice; --set (EXTRA) wins in full runs
-    only; no stale step count survives into a sweep run."""
+    the full run evaluates EVALS times, a sweep run twice; no stale step count survives into
+    a sweep run."""
     seen = []
 
     def fake_train(config, overrides, out, extra):
@@ -92,6 +92,7 @@ def test_a_sweep_run_is_its_full_run_compressed(bench, tmp_path, monkeypatch):
         return {}
 
     monkeypatch.setattr(bench, "train", fake_train)
+
     def fake_loss(run, start):  # best at the middle rate, so the grid does not grow
         start()
         return abs(float(run.name.split("-lr")[1]) - bench.LRS[1])
