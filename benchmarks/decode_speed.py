@@ -115,7 +115,7 @@ def max_src(model, config: dict | None, asked: int) -> int:
 
 def batches(tok, lines: list[str], batch_size: int, max_src: int) -> list[torch.Tensor]:
     """The sources as the trainer's test decoding batches them (sorted by length)."""
-    from layershare.train.evaluate import source_batches
+    from layershare.train.decode import source_batches
 
     return [src for _, src in source_batches(tok, lines, batch_size, max_src)]
 

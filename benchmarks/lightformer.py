@@ -225,7 +225,7 @@ def cmd_measure(args) -> None:
 def convergence(run: Path, metric: str) -> dict:
     """The valid ``metric`` (higher is better) at the evaluation nearest 80% of the steps and
     the best after it: converged when the last 20% gained less than 2% (relative), the rule
-    of speech_scratch.convergence."""
+    of report_speech_scratch.convergence."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     valid = [(r["step"], r[metric]) for r in rows if r.get("split") == "valid" and metric in r]
     if not valid:

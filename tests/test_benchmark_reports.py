@@ -91,7 +91,7 @@ def test_distill_report_tables_lm_and_encoder_runs(tmp_path, monkeypatch, capsys
 def test_speech_scratch_convergence_reads_the_last_fifth(tmp_path):
     """"Converged" = valid WER improved by less than 2% (relative) over the last 20% of the
     steps: the evaluation nearest 80% of the run against the best one after it."""
-    convergence = _module("speech_scratch").convergence
+    convergence = _module("report_speech_scratch").convergence
     for wers, converged in (([90, 60, 50, 40, 30], False), ([90, 60, 40.0, 39.9, 39.5], True)):
         rows = [{"step": 100 * (i + 1), "split": "valid", "wer": w, "loss": 1.0}
                 for i, w in enumerate(wers)] + [{"step": 500, "split": "train", "loss": 1.0}]
@@ -133,7 +133,7 @@ def test_speech_scratch_sweep_grows_past_an_edge(tmp_path, monkeypatch):
 def test_speech_scratch_table_prefers_side_by_side_speed():
     """The RTF of the one-at-a-time measurement (taken beside training) is replaced by the
     side-by-side one where `report --rtf` gave it, with its ratio to the reference."""
-    rtf = _module("speech_scratch").rtf
+    rtf = _module("report_speech_scratch").rtf
     row = {"fp32": {"espeak-asr/test": {"real_time_factor": 0.0031}}}
     assert rtf(row) == "0.0031"
     row["rtf_side_by_side"] = {"real_time_factor": 0.00246, "vs_dense": 1.04}

@@ -18,7 +18,7 @@ def test_missing_extra_names_it(module, monkeypatch):
 
 
 def test_plots_and_bleu_name_their_extras(tmp_path, monkeypatch):
-    from layershare.train.evaluate import bleu
+    from layershare.train.metrics import bleu
     from layershare.train.report import plot_losses
 
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "split": "train", "loss": 1.0}\n')

@@ -12,9 +12,10 @@ from train_helpers import tiny, weights
 import layershare
 from layershare.checkpoint import read_meta
 from layershare.cli import main
+from layershare.models import Seq2Seq
 from layershare.train import load_config, train
 from layershare.train import trainer as trainer_mod
-from layershare.train.evaluate import bleu
+from layershare.train.metrics import bleu
 from layershare.train.report import read_metrics
 from layershare.train.tasks import TranslationTask
 
@@ -81,6 +82,30 @@ def test_valid_decode_picks_the_best_checkpoint_by_bleu(tmp_path, copy_data, mon
     assert sacrebleu.corpus_bleu(hyps, [refs]).score == pytest.approx(best["bleu"])
 
 
+def test_eval_of_the_valid_split_decodes_it_once(tmp_path, copy_data, monkeypatch, capsys):
+    """``layershare eval RUN --split valid`` of a run with eval.valid_decode = N decodes the
+    valid split once, with the run's beam: not also the N greedy pairs a training evaluation
+    decodes (whose figures the whole split's supersede)."""
+    need_module("sacrebleu", "eval")
+    out = tmp_path / "mt"
+    sets = tiny(copy_data, "parallel", train={"steps": 2, "eval_every": 2, "save_every": 2},
+                eval={"beam_size": 2, "valid_decode": 8})
+    train(load_config(None, sets), out, progress=False)
+    decoded = []  # (beam size, sources) of every translate() call
+    translate = Seq2Seq.translate
+
+    def counting(self, src_ids, *args, **kwargs):
+        decoded.append((kwargs.get("beam_size"), len(src_ids)))
+        return translate(self, src_ids, *args, **kwargs)
+
+    monkeypatch.setattr(Seq2Seq, "translate", counting)
+    assert main(["eval", str(out), "--split", "valid"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["valid_pairs"] == 40 and "valid_bleu" in figures
+    assert {beam for beam, _ in decoded} == {2}
+    assert sum(n for _, n in decoded) == 40
+
+
 def test_classification_accuracy(tmp_path, class_data, capsys):
     out = tmp_path / "cls"
     sets = tiny(class_data, "classes", share={"method": "tied", "group_size": 2},
@@ -104,7 +129,7 @@ def test_macro_f1_weighs_every_class_alike():
     """Hand-made: class 2 is rare and always missed; accuracy hardly notices, macro-F1 does.
     Class 0: 4 of its 5 found, 4 of 5 guesses right: F1 4/5. Class 1: all 4 found, 4 of 5
     guesses right: F1 8/9. Class 2: 0."""
-    from layershare.train.evaluate import macro_f1
+    from layershare.train.metrics import macro_f1
 
     truth = [0, 0, 0, 0, 0, 1, 1, 1, 1, 2]
     guess = [0, 0, 0, 0, 1, 1, 1, 1, 1, 0]

@@ -71,7 +71,7 @@ def _tokenizer(directory: Path):
 
 def cmd_translate(args) -> None:
     from .. import limits
-    from ..train.evaluate import translate_lines
+    from ..train.decode import translate_lines
 
     limits.at_least("--batch-size", args.batch_size)
     if args.beam is not None:

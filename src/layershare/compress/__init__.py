@@ -1,6 +1,8 @@
 """Post-training compression: calibration (calibrate.py), whitened fits (whiten.py), budgets
-(budget.py, allocate.py), the layer-by-layer runner (sequential.py), the public function
-:func:`~layershare.compress.api.compress` (api.py) and compression by name (source.py).
+(budget.py, allocate.py), the layer-by-layer runner (sequential.py), the options (options.py)
+and result (result.py) of a compression, the fit of a model in memory (fit.py), compression
+by name (source.py) and the public function :func:`~layershare.compress.api.compress`
+(api.py), which dispatches to those two.
 
 ``layershare.compress(model, calib=..., method=..., keep=...)`` is the public call. The
 function and this package share the name ``layershare.compress`` (its modules must stay
@@ -11,7 +13,9 @@ function: ``layershare.compress(...)`` and ``layershare.compress.compress(...)``
 import sys
 import types
 
-from .api import CalibratedFit, CompressResult, compress, compress_model
+from .api import compress
+from .fit import CalibratedFit, compress_model
+from .result import CompressResult
 
 __all__ = ["compress", "compress_model", "CompressResult", "CalibratedFit"]
 

@@ -25,7 +25,9 @@ from pathlib import Path
 
 from .. import limits
 from ..errors import LayershareError
-from .api import CompressResult, check_options, compress_model
+from .fit import compress_model
+from .options import check_options
+from .result import CompressResult
 
 
 def text_batches(tokenizer, source: str, tokens: int, seq_len: int,
@@ -84,7 +86,7 @@ def compress_source(src: str | os.PathLike, calib: str | None = None, calib_toke
     """Open ``src`` (a transformers directory, a ``.gguf`` file or a short name), build its
     calibration from ``calib`` (a data name, a text file, ``"none"`` for the data-free fit;
     None: the model's default data, brown or espeak-en) and compress it; ``options`` are
-    :func:`~layershare.compress.api.compress_model`'s. The result's ``calib_description``
+    :func:`~layershare.compress.fit.compress_model`'s. The result's ``calib_description``
     says what the fit saw.
 
     Reading layer by layer, it asks glibc to return freed large blocks to the system for

@@ -156,6 +156,22 @@ class ASRTask(Task):
         """Every split of the recipe that is a test set (``test``, ``test-voices``...)."""
         return [s for s in self.items if s.startswith("test")]
 
+    def test_metrics(self, model, device, out: Path | None = None,
+                     autocast=nullcontext) -> dict:
+        """WER and loss of every test split; hypotheses to ``out/SPLIT.hyp.jsonl``. The
+        task's own test protocol, which evaluate.py's ``split_metrics`` hands over to (a
+        method, not a function here: evaluate.py need not import this module)."""
+        result = {}
+        for split in self.test_splits():
+            fig = self.evaluate(model, split, device, autocast)
+            result.update({f"{split}_loss": fig["loss"], f"{split}_wer": fig["wer"],
+                           f"{split}_utterances": fig["utterances"]})
+            if out is not None:
+                with open(Path(out) / f"{split}.hyp.jsonl", "w", encoding="utf-8") as fh:
+                    for ref, hyp in fig["hypotheses"]:
+                        fh.write(json.dumps({"ref": ref, "hyp": hyp}, ensure_ascii=False) + "\n")
+        return result
+
 
 def asr_splits(cfg, progress: bool = True) -> dict[str, Features]:
     """The run's speech splits as :class:`Features` (cached frames where the recipe has them)."""
@@ -180,17 +196,3 @@ def write_char_table(out: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"layershare_ctc_chars": list(CHARS)}) + "\n")
 
-
-def asr_test_metrics(task: ASRTask, model, device, out: Path | None = None,
-                     autocast=nullcontext) -> dict:
-    """WER and loss of every test split; hypotheses to ``out/SPLIT.hyp.jsonl``."""
-    result = {}
-    for split in task.test_splits():
-        fig = task.evaluate(model, split, device, autocast)
-        result.update({f"{split}_loss": fig["loss"], f"{split}_wer": fig["wer"],
-                       f"{split}_utterances": fig["utterances"]})
-        if out is not None:
-            with open(Path(out) / f"{split}.hyp.jsonl", "w", encoding="utf-8") as fh:
-                for ref, hyp in fig["hypotheses"]:
-                    fh.write(json.dumps({"ref": ref, "hyp": hyp}, ensure_ascii=False) + "\n")
-    return result

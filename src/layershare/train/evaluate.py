@@ -1,4 +1,4 @@
-"""Test-time figures: perplexity, sacreBLEU, ROUGE, accuracy; and the decoding the CLI uses.
+"""Test-time figures: perplexity, sacreBLEU, ROUGE, accuracy (:func:`split_metrics`).
 
 * LM: token-level perplexity over the whole split (every token predicted exactly once, see
   ``LMTask.eval_batches``), ``exp(total NLL / tokens)``;
@@ -9,10 +9,12 @@
 * summarisation: the same beam search, stopped at the task's longest training summary,
   scored by ROUGE-1/2/L F1 (``rouge-score``, mean over pairs x 100; evaluate/rouge.py),
   with the same ``SPLIT.hyp`` / ``SPLIT.ref`` files;
-* classification: accuracy and macro-F1 (scikit-learn; and loss).
+* classification: accuracy and macro-F1 (scikit-learn; and loss);
+* asr: the task's own protocol, WER of every test split (:meth:`.asr.ASRTask.test_metrics`).
 
 Tokenizer ids count as BPE tokens, not words: perplexities of runs with different
-tokenizers are not comparable.
+tokenizers are not comparable. The decoding is :mod:`.decode`'s and the scorers are
+:mod:`.metrics`', both shared with training's ``eval.valid_decode``.
 """
 
 from __future__ import annotations
@@ -21,82 +23,9 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import torch
-
-from ..data import EOS_ID, PAD_ID
-from ..evaluate.rouge import rouge
-from .tasks import Task, pad
-
-
-def strip_ids(row: list[int]) -> list[int]:
-    """Ids up to the first eos, without pad."""
-    out = []
-    for t in row:
-        if t == EOS_ID:
-            break
-        if t != PAD_ID:
-            out.append(t)
-    return out
-
-
-def source_batches(tok, lines: list[str], batch_size: int,
-                   max_src: int = 0) -> list[tuple[list[int], torch.Tensor]]:
-    """``lines`` tokenized (cut to ``max_src - 1`` tokens if > 0, then eos), sorted by length
-    and padded in batches of ``batch_size`` (less padding, faster decoding): (the batch's
-    indices into ``lines``, its source ids) per batch."""
-    ids = [e.ids for e in tok.encode_batch(list(lines))]
-    if max_src:
-        ids = [row[:max_src - 1] for row in ids]
-    ids = [row + [EOS_ID] for row in ids]
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    chunks = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
-    return [(chunk, pad([ids[i] for i in chunk])) for chunk in chunks]
-
-
-@torch.no_grad()
-def translate_lines(model, tok, lines: list[str], device, beam_size: int = 4,
-                    max_len: int = 0, batch_size: int = 32, max_src: int = 0,
-                    autocast=nullcontext) -> list[str]:
-    """Detokenized translations of ``lines``, batched by source length (faster: less
-    padding) and returned in input order. The model is left in the mode it came in: a
-    training run that decodes its valid pairs keeps its dropout."""
-    was_training = model.training
-    model.eval()
-    out: list[str] = [""] * len(lines)
-    for chunk, src in source_batches(tok, lines, batch_size, max_src):
-        src = src.to(device)
-        with autocast():
-            hyp = model.translate(src, beam_size=beam_size, max_len=max_len or None)
-        texts = tok.decode_batch([strip_ids(r) for r in hyp.tolist()], skip_special_tokens=True)
-        for i, text in zip(chunk, texts):
-            out[i] = text.strip()
-    model.train(was_training)
-    return out
-
-
-def bleu(hyps: list[str], refs: list[str]) -> float:
-    from ..extras import require
-
-    sacrebleu = require("sacrebleu")
-    return float(sacrebleu.corpus_bleu(hyps, [refs]).score)
-
-
-def macro_f1(truth: list[int], guess: list[int]) -> float:
-    """Macro-averaged F1 (scikit-learn) over the classes that occur in ``truth`` or ``guess``,
-    a fraction like the accuracy beside it: every class counts alike, however rare."""
-    from ..extras import require
-
-    require("sklearn")
-    from sklearn.metrics import f1_score
-    return float(f1_score(truth, guess, average="macro", zero_division=0))
-
-
-def chrf(hyps: list[str], refs: list[str]) -> float:
-    """sacrebleu's chrF (character 6-grams, beta 2), the usual companion of BLEU."""
-    from ..extras import require
-
-    sacrebleu = require("sacrebleu")
-    return float(sacrebleu.corpus_chrf(hyps, [refs]).score)
+from .decode import decode_rows
+from .metrics import macro_f1, scores
+from .tasks import Task
 
 
 def split_metrics(task: Task, model, split: str, device, out: Path | None = None,
@@ -109,10 +38,11 @@ def split_metrics(task: Task, model, split: str, device, out: Path | None = None
     ``out/SPLIT.hyp|ref``.
     """
     cfg = task.cfg
-    if task.kind == "asr":
-        from .asr import asr_test_metrics
-        return asr_test_metrics(task, model, device, out, autocast)
-    figures = task.evaluate(model, split, device, autocast)
+    if task.kind == "asr":  # its own protocol: every test split (asr.py)
+        return task.test_metrics(model, device, out, autocast)
+    # the loss figures only: translation's evaluate() would also greedy-decode the first
+    # eval.valid_decode pairs of valid, which the whole split's decoding below supersedes
+    figures = task.loss_figures(model, split, device, autocast)
     result = {f"{split}_loss": figures["loss"]}
     if task.kind == "classification":
         result[f"{split}_acc"] = figures["acc"]
@@ -139,19 +69,3 @@ def split_metrics(task: Task, model, split: str, device, out: Path | None = None
     result[f"{split}_pairs"] = len(rows)
     return result
 
-
-def decode_rows(task: Task, model, rows: list, device, beam_size: int,
-                autocast=nullcontext) -> list[str]:
-    """The model's outputs for the sources of ``rows`` ((source, reference) strings)."""
-    cfg = task.cfg
-    return translate_lines(model, task.tok, [s for s, _ in rows], device, beam_size,
-                           cfg.eval.max_len or task.decode_max_len, cfg.eval.batch_size,
-                           cfg.train.seq_len, autocast)
-
-
-def scores(task: Task, hyps: list[str], refs: list[str]) -> dict:
-    """``bleu`` and ``chrf`` of ``hyps`` against the untokenized ``refs``, or ROUGE for
-    summarisation."""
-    if task.kind == "summarisation":
-        return rouge(hyps, refs)
-    return {"bleu": bleu(hyps, refs), "chrf": chrf(hyps, refs)}

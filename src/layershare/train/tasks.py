@@ -30,6 +30,9 @@ from ..models import (
     Seq2SeqConfig,
 )
 from .config import RunConfig
+from .decode import decode_rows
+from .ids import pad
+from .metrics import scores
 
 
 class Order:
@@ -45,11 +48,6 @@ class Order:
             self._perms = {epoch: torch.randperm(
                 self.n, generator=torch.Generator().manual_seed(self.seed * 100003 + epoch))}
         return int(self._perms[epoch][i % self.n])
-
-
-def pad(rows: list[list[int]], value: int = PAD_ID) -> Tensor:
-    width = max(len(r) for r in rows)
-    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
 def encode(tok, texts: list[str]) -> list[list[int]]:
@@ -94,9 +92,18 @@ class Task:
                 return
             yield self.batch(split, list(range(start, min(start + batch_size, n))))
 
-    @torch.no_grad()
     def evaluate(self, model, split: str, device, autocast=nullcontext, limit: int = 0) -> dict:
-        """Token-weighted mean loss over the split (``limit`` batches if > 0)."""
+        """What a training evaluation logs of the split (``limit`` batches if > 0): the loss
+        figures here; a task may add to them (translation's ``eval.valid_decode``) or have
+        its own (asr, distillation)."""
+        return self.loss_figures(model, split, device, autocast, limit)
+
+    @torch.no_grad()
+    def loss_figures(self, model, split: str, device, autocast=nullcontext,
+                     limit: int = 0) -> dict:
+        """Token-weighted mean loss over the split (``limit`` batches if > 0), and perplexity
+        or accuracy: what the test figures (evaluate.py) build on, without the extras of
+        :meth:`evaluate` (which they would compute again, or differently)."""
         total, count, correct = 0.0, 0, 0
         was_training = model.training
         model.eval()
@@ -181,7 +188,6 @@ class TranslationTask(Task):
         out = super().evaluate(model, split, device, autocast, limit)
         n = self.cfg.eval.valid_decode
         if split == "valid" and n:
-            from .evaluate import decode_rows, scores  # evaluate.py imports this module
             rows = self.raw[split][:n]
             hyps = decode_rows(self, model, rows, device, 1, autocast)
             out.update(scores(self, hyps, [t for _, t in rows]))
@@ -217,7 +223,7 @@ class SummarisationTask(TranslationTask):
     """Long text -> its summary (``debian-summaries``: package description -> synopsis) on
     translation's Seq2Seq model, batches and loss; sources longer than ``train.seq_len``
     tokens are cut, like translation's (a description's first sentences carry its synopsis).
-    At test time beam search is scored by ROUGE (train/evaluate.py), and decoding stops at
+    At test time beam search is scored by ROUGE (train/metrics.py), and decoding stops at
     the longest training summary: a summary is much shorter than its source, so translation's
     ``2 * source + 10`` would only let an unconverged model babble for hundreds of steps."""
 

@@ -26,7 +26,6 @@ state rides in the ``last`` checkpoint.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from contextlib import ExitStack, nullcontext
@@ -43,20 +42,12 @@ from . import distributed, rundir
 from .config import RunConfig
 from .datasets import TOKENIZER, build_task
 from .dlt_plugin import DLTPlugin, refuse_ddp
-from .evaluate import split_metrics
 from .init_from import load_dense_weights, same_tokenizer
-from .memory import closed_form_bytes, static_memory
+from .memory import static_memory
 from .optim import autocast_for, pick_device, share
 from .parallel import Parallel
-from .report import (
-    RESULTS,
-    FinalWindow,
-    MetricsLog,
-    peak_memory,
-    plot_losses,
-    summary_line,
-    write_results,
-)
+from .report import FinalWindow, MetricsLog, plot_losses, summary_line, write_results
+from .run_figures import run_figures, test_figures
 from .schedule import lr_at
 from .state import (
     load_model,
@@ -313,70 +304,21 @@ class Trainer:
             model = load_model(self.out, "best").to(self.device)
         figures = self.measure(model)
         self.save_model(model)
-        results = {**self.run_figures(model), **figures}
+        results = {**run_figures(self, model), **figures}
         write_results(self.out, results)
         plot_losses(self.out)
         self.say(self.summary(results))
         return results
 
-    def run_figures(self, model) -> dict:
-        """What every run reports: counts, steps, tokens, time, memory, the best valid point."""
-        mem, mem_kind = peak_memory(self.device)
-        if self.window is not None:
-            mem = max(mem, self.window.peak_before)
-        history = self.history
-        return {**count(model).to_dict(),
-                "steps": self.step, "train_tokens": self.tokens, "train_time_s": self.train_time,
-                "train_tokens_per_s": self.tokens / max(self.train_time, 1e-9),
-                "peak_mem_bytes": mem, "peak_mem_kind": mem_kind, "device": str(self.device),
-                "world_size": self.d.world,
-                **(self.window.figures if self.window is not None else {}),
-                "best_valid": self.best,
-                "still_improving": bool(history) and self.best is not None
-                and self.best["step"] == history[-1][0] and len(history) > 1,
-                "test_model": "best" if model is not self.plain else "last"}
-
     def measure(self, model) -> dict:
-        """The task's test figures and the training run's own (memory, DLT)."""
-        test = split_metrics(self.task, model, "test", self.device, self.out, self.autocast)
-        results = {"task": self.task.kind, "data": self.cfg.data.name,
-                   "method": self.cfg.share.method,
-                   "params": sum(p.numel() for p in model.parameters()),
-                   "transfer_at_step": self.cfg.share.transfer_at_step,
-                   **self._static_figures(model), **test}
-        if self.dlt is not None:
-            self.dlt.finish(results, model)
-        return {**self._earlier_window(), **results}
+        """The task's test figures and the training run's own (memory, DLT): run_figures.py."""
+        return test_figures(self, model)
 
     def save_model(self, model) -> None:
         save(model, self.out / "model", extra_files={TOKENIZER: self.out / TOKENIZER})
 
     def summary(self, results: dict) -> str:
         return summary_line(results)
-
-    def _static_figures(self, test_model) -> dict:
-        """Static memory after the last ``optimizer.step()`` (measured, the paper's metric)
-        and the closed form of the model trained then and of the tested model
-        (:mod:`.memory`)."""
-        measured = getattr(self, "static_mem", None)
-        out = {"closed_form_mem_bytes": closed_form_bytes(self.model),
-               "test_model_closed_form_mem_bytes": closed_form_bytes(test_model)}
-        if measured is not None:  # not measured when a finished run is only re-tested
-            out.update(static_mem_bytes=measured[0], static_mem_kind=measured[1])
-        return out
-
-    def _earlier_window(self) -> dict:
-        """A re-run of a finished training measures no final window; keep the figures the
-        finishing run measured (same step count) instead of dropping them."""
-        if self.window is not None and self.window.figures:
-            return {}
-        try:
-            earlier = json.loads((self.out / RESULTS).read_text())
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(earlier, dict) or earlier.get("steps") != self.step:
-            return {}
-        return {k: v for k, v in earlier.items() if k.startswith("final_")}
 
 
 def train(cfg: RunConfig, out, progress: bool = True, overwrite: bool = False,
