@@ -17,6 +17,7 @@ them where the best sits on one (protocol.py):
   factors whose basis groups of ``K`` layers share (``share.method: lowrank``, ``init:
   mean``), the largest rank with >= 3.8x fewer layer parameters, then ``M`` steps;
 * ``dense-long``: dense for ``N + M`` steps, so extra training is not mistaken for the method;
+  the same model, so it trains at the rate ``dense``'s sweep chose rather than sweeping again;
 * ``transfer-k1``: the same transfer without sharing (K=1) at no more layer parameters;
 * ``shared-scratch``: the same shared low rank without transfer, ``N + M`` steps;
 * ``residual``: ResidualTransformer from scratch at no more layer parameters, ``N + M``;
@@ -25,6 +26,8 @@ them where the best sits on one (protocol.py):
 Every run warms up for a tenth of its steps and evaluates twenty times (:func:`schedule`);
 a full run decodes the first 300 valid pairs at each evaluation (the valid BLEU / ROUGE-L
 that picks its best checkpoint and judges convergence) and the whole test split at its end.
+A run already finished (its ``results.json``) is skipped, not tested again. The report
+side (table, plots, convergence) is report_lightformer.py.
 Parameter counts come from ``layershare.count`` on the built models (:func:`plan`), never from
 a formula typed here.
 """
@@ -33,13 +36,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from protocol import CONFIGS, grown_sweep, plain_log_x, sweep_loss, train  # noqa: E402
+from protocol import CONFIGS, grown_sweep, sweep_loss, train  # noqa: E402
+from report_lightformer import cmd_report  # noqa: E402  (its report side)
 
 TASKS = {"mt": "mt-deen-dense.yaml", "sum": "sum-debian-dense.yaml",
          "cls": "cls-wordnet-dense.yaml"}
@@ -54,14 +56,6 @@ EXTRA: list = []      # --set KEY=VALUE of this invocation: for every run (devic
 VALID_DECODE = 300    # valid pairs decoded at every evaluation: the convergence curve
 # the full runs: the whole test split, and a valid BLEU / ROUGE-L curve that picks the best
 FULL = ["eval.test_limit=0", f"eval.valid_decode={VALID_DECODE}"]
-QUALITY = {"mt": ("bleu", "chrf"), "sum": ("rougeL", "rouge1", "rouge2"),
-           "cls": ("acc", "macro_f1")}   # the first of each picks, plots and converges
-TRANSFERS = ("lightformer", "transfer-k1")  # the variants that start from the dense run
-SCALE = {"acc": 100, "macro_f1": 100}  # fractions shown as percentages
-LABELS = {"dense": "dense (the source)", "lightformer": "LightFormer (transfer + share)",
-          "dense-long": "dense, same total steps", "transfer-k1": "transfer, no sharing (K=1)",
-          "shared-scratch": "shared low rank, no transfer", "residual": "ResidualTransformer",
-          "shallow": "dense, fewer layers", "narrow": "dense, narrower"}
 
 
 def base_model(config: str) -> dict:
@@ -122,7 +116,8 @@ def plan(task: str) -> dict[str, dict]:
     out = {
         "dense": {"share": None, "model": {}},
         "lightformer": {"share": {**lf, "init": "mean"}, "model": {}, "transfer": True},
-        "dense-long": {"share": None, "model": {}, "long": True},
+        # the dense model itself, trained longer: its rate is the dense sweep's (lr_from)
+        "dense-long": {"share": None, "model": {}, "long": True, "lr_from": "dense"},
         "transfer-k1": {"share": dict(method="lowrank", group_size=1, rank=k1_rank,
                                       diag=False, init="mean"), "model": {}, "transfer": True},
         "shared-scratch": {"share": lf, "model": {}, "long": True},
@@ -163,12 +158,25 @@ def cmd_run(args) -> None:
         if v is None:
             print(f"{name}: no size fits the budget at this model size; skipped", flush=True)
             continue
+        if (root / name / "results.json").is_file():  # finished: not even re-tested
+            print(f"{name}: finished in {root / name}; skipped", flush=True)
+            continue
         steps = m if v.get("transfer") else n + m if v.get("long") else n
         sets = overrides(v) + schedule(steps)
         if v.get("transfer"):
             sets.append(f"model.init_from={root / 'dense'}")
-        lr = sweep(config, name, sets, steps, root)
+        lr = tuned_lr(root, v["lr_from"]) if v.get("lr_from") else sweep(
+            config, name, sets, steps, root)
         train(config, sets, root / name, [f"train.lr={lr}"] + FULL + EXTRA)
+
+
+def tuned_lr(root: Path, name: str) -> float:
+    """The rate ``name``'s sweep chose (``sweep/NAME.json``); an error naming the missing
+    run when that sweep has not run yet."""
+    path = root / "sweep" / f"{name}.json"
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: run the {name} variant first (its rate is reused)")
+    return json.loads(path.read_text())["best"]
 
 
 def schedule(steps: int, evals: int = EVALS) -> list[str]:
@@ -220,129 +228,6 @@ def cmd_measure(args) -> None:
     quantize_int8_(model)
     out.update(split_metrics(task, model, "test", device, None, autocast))
     print(json.dumps(out), flush=True)
-
-
-def convergence(run: Path, metric: str) -> dict:
-    """The valid ``metric`` (higher is better) at the evaluation nearest 80% of the steps and
-    the best after it: converged when the last 20% gained less than 2% (relative), the rule
-    of report_speech_scratch.convergence."""
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    valid = [(r["step"], r[metric]) for r in rows if r.get("split") == "valid" and metric in r]
-    if not valid:
-        return {"converged": None, "last_20pct_gain": None, "curve": []}
-    at80 = min(valid, key=lambda v: abs(v[0] - 0.8 * valid[-1][0]))
-    after = max(v for s, v in valid if s >= at80[0])
-    gain = (after - at80[1]) / max(abs(at80[1]), 1e-9)
-    return {"valid_at_80pct": at80[1], "valid_best_after": after,
-            "last_20pct_gain": round(gain, 4), "converged": gain < 0.02, "curve": valid}
-
-
-def cmd_report(args) -> None:
-    root, out = Path(args.root) / args.task, Path(args.out)
-    metrics = QUALITY[args.task]
-    rows = []
-    for name in LABELS:
-        run = root / name
-        done = run / "results.json"
-        if not done.is_file():
-            continue
-        results = json.loads(done.read_text())
-        cached = run / "measure-int8.json"  # a finished run is measured once
-        if not (cached.is_file() and cached.stat().st_mtime > done.stat().st_mtime):
-            proc = subprocess.run([sys.executable, __file__, "measure", str(run)],
-                                  capture_output=True, text=True,
-                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
-            if proc.returncode != 0:
-                sys.stderr.write(proc.stderr)
-                raise SystemExit(f"{run}: measuring it in int8 failed (above)")
-            cached.write_text(proc.stdout.strip().splitlines()[-1] + "\n")
-        sweep_file = root / "sweep" / f"{name}.json"
-        rows.append({"name": name, "label": LABELS[name], "results": results,
-                     "int8": json.loads(cached.read_text()),
-                     "sweep": json.loads(sweep_file.read_text()) if sweep_file.is_file() else None,
-                     "lr": config_lr(run), "transfer": name in TRANSFERS,
-                     "convergence": convergence(run, metrics[0])})
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"lightformer-{args.task}"
-    Path(f"{stem}.json").write_text(json.dumps(rows, indent=1) + "\n")
-    Path(f"{stem}-table.md").write_text(table(rows, metrics))
-    plots(rows, metrics[0], stem)
-    print(table(rows, metrics))
-
-
-def table(rows: list[dict], metrics: tuple) -> str:
-    """One line per run: sizes, test quality fp32 (int8), rate, steps, tokens, time,
-    convergence."""
-    dense = next((r for r in rows if r["name"] == "dense"), None)
-    head = " | ".join(f"test {m} fp32 (int8)" for m in metrics)
-    lines = [f"| model | layer params | x fewer | layer MB fp32 / int8 | {head} | lr | steps "
-             "| train tokens | train min | converged |",
-             "|---|---:|---:|---:|" + "---:|" * len(metrics) + "---:|---:|---:|---:|---|"]
-    for r in rows:
-        res, q = r["results"], r["int8"]
-        ratio = dense["results"]["layer_params"] / res["layer_params"] if dense else float("nan")
-        quality = " | ".join(f"{SCALE.get(m, 1) * res[f'test_{m}']:.2f} "
-                             f"({SCALE.get(m, 1) * q[f'test_{m}']:.2f})" for m in metrics)
-        c = r["convergence"]
-        conv = ("-" if c["converged"] is None else
-                f"{'yes' if c['converged'] else 'still improving'} "
-                f"({100 * c['last_20pct_gain']:+.1f}% in the last 20%)")
-        lines.append(
-            f"| {r['label']} | {res['layer_params']:,} | {ratio:.2f}x | "
-            f"{q['layer_bytes_fp32'] / 1e6:.2f} / {q['layer_bytes_int8'] / 1e6:.2f} | {quality} | "
-            f"{r['lr']:g} | {res['steps']:,} | {res['train_tokens'] / 1e6:.1f}M | "
-            f"{res['train_time_s'] / 60:.0f} | {conv} |")
-    return "\n".join(lines) + "\n"
-
-
-def config_lr(run: Path) -> float:
-    """The rate the run trained at, from its own config.yaml."""
-    import yaml
-    return float(yaml.safe_load((run / "config.yaml").read_text())["train"]["lr"])
-
-
-def plots(rows: list[dict], metric: str, stem: Path) -> None:
-    """``STEM-pareto.png`` (test metric against layer bytes, fp32 circle and int8 square per
-    model) and ``STEM-curves.png`` (valid metric against training tokens)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    scale = SCALE.get(metric, 1)
-    fig, ax = plt.subplots(figsize=(9, 5))
-    for i, r in enumerate(rows):
-        xs = [r["int8"][f"layer_bytes_{p}"] / 1e6 for p in ("fp32", "int8")]
-        ys = [scale * r["results"][f"test_{metric}"], scale * r["int8"][f"test_{metric}"]]
-        ax.plot(xs, ys, color=f"C{i}", alpha=0.5, zorder=1)
-        ax.scatter(xs[:1], ys[:1], marker="o", color=f"C{i}", zorder=3, label=r["label"])
-        ax.scatter(xs[1:], ys[1:], marker="s", color=f"C{i}", zorder=3)
-    plain_log_x(ax)
-    ax.set_xlabel("layer-stack bytes (MB, log scale)")
-    ax.set_ylabel(f"test {metric}")
-    ax.set_title(f"{stem.name}: quality against bytes (circle fp32, square int8)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    fig.tight_layout()
-    fig.savefig(f"{stem}-pareto.png", dpi=130)
-    plt.close(fig)
-
-    source = next((r["results"]["train_tokens"] for r in rows if r["name"] == "dense"), 0)
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for r in rows:
-        curve = r["convergence"]["curve"]
-        if curve:
-            per_step = r["results"]["train_tokens"] / r["results"]["steps"]
-            offset = source if r["transfer"] else 0  # a transfer goes on from its source
-            steps, values = zip(*curve)
-            ax.plot([(offset + s * per_step) / 1e6 for s in steps], [scale * v for v in values],
-                    marker=".", label=r["label"])
-    ax.set_xlabel("training tokens seen (millions; a transfer's own start after its source's)")
-    ax.set_ylabel(f"valid {metric} (fixed subset)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(f"{stem}-curves.png", dpi=130)
-    plt.close(fig)
 
 
 def main(argv=None) -> None:

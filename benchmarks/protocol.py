@@ -46,6 +46,12 @@ def train(config: str, overrides: list[str], out: Path, extra: list[str]) -> dic
     return json.loads((out / "results.json").read_text())
 
 
+def config_lr(run: Path) -> float:
+    """The rate the run trained at, from its own config.yaml."""
+    import yaml
+    return float(yaml.safe_load((run / "config.yaml").read_text())["train"]["lr"])
+
+
 def last_valid(run: Path, metric: str = "wer") -> float:
     """``metric`` at the run's last valid evaluation (metrics.jsonl)."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

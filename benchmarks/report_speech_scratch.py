@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from protocol import plain_log_x  # noqa: E402  (a script's module beside its shared module)
+from protocol import config_lr, plain_log_x  # noqa: E402  (a script's module beside its shared module)
 
 
 def convergence(run: Path) -> dict:
@@ -85,11 +85,6 @@ def cmd_report(args, labels: dict[str, str], measure: list[str]) -> None:
     (out / f"{args.name}-table.md").write_text(table(rows))
     plots(rows, out, args.name)
     print(table(rows))
-
-
-def config_lr(run: Path) -> float:
-    import yaml
-    return float(yaml.safe_load((run / "config.yaml").read_text())["train"]["lr"])
 
 
 def table(rows: list[dict]) -> str:

@@ -22,16 +22,24 @@ def bench():
     spec.loader.exec_module(module)
     yield module
     module.BASE.clear()
+    module.EXTRA.clear()
 
 
-def test_plan_sizes_every_variant_against_the_budget(bench):
+@pytest.fixture
+def report(bench):
+    """benchmarks/report_lightformer.py, the report side (bench put its folder on the path)."""
+    import report_lightformer
+    return report_lightformer
+
+
+def test_plan_sizes_every_variant_against_the_budget(bench, report):
     """LightFormer at >= 3.8x fewer layer parameters with the largest such rank; every
     baseline at no more layer parameters than LightFormer's (the budget)."""
     bench.BASE.update(layers=6, d_model=96, heads=4)
     plan = bench.plan("mt")
     lf, budget = plan["lightformer"], plan["lightformer"]["layer_params"]
     assert lf["fewer"] >= bench.TARGET and lf["share"]["group_size"] == bench.GROUP
-    assert {k for k, v in plan.items() if v and v.get("transfer")} == set(bench.TRANSFERS)
+    assert {k for k, v in plan.items() if v and v.get("transfer")} == set(report.TRANSFERS)
     one_more = dict(lf["share"], rank=lf["share"]["rank"] + 1, init="scratch")
     assert plan["dense"]["layer_params"] / bench.layer_params(
         "mt-deen-dense.yaml", {}, one_more) < bench.TARGET  # the largest rank that fits
@@ -72,11 +80,11 @@ def test_report_reads_runs_measures_int8_and_plots(bench, tmp_path, copy_data):
     assert (root / "mt" / "dense" / "measure-int8.json").stat().st_mtime == measured  # cached
 
 
-def test_convergence_of_a_rising_metric(bench, tmp_path):
+def test_convergence_of_a_rising_metric(report, tmp_path):
     for values, converged in (([10, 20, 30, 40, 50], False), ([10, 20, 30, 30.2, 30.1], True)):
         rows = [{"step": 10 * (i + 1), "split": "valid", "bleu": v} for i, v in enumerate(values)]
         (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        c = bench.convergence(tmp_path, "bleu")
+        c = report.convergence(tmp_path, "bleu")
         assert c["converged"] is converged and c["valid_at_80pct"] == values[3]
 
 
@@ -110,3 +118,27 @@ def test_a_sweep_run_is_its_full_run_compressed(bench, tmp_path, monkeypatch):
             "200", "20", "100")
         assert run["model.layers"] == "2" and run["eval.valid_decode"] == "0"
     assert json.loads((tmp_path / "sweep" / "dense.json").read_text())["best"] == bench.LRS[1]
+
+
+def test_run_reuses_the_dense_rate_for_dense_long_and_skips_finished_runs(bench, tmp_path,
+                                                                          monkeypatch):
+    """dense-long is the dense model trained longer: no sweep of its own, dense's rate (and
+    a one-line error while dense's sweep has not run); a finished run is not trained or
+    tested again."""
+    trained, swept = [], []
+    monkeypatch.setattr(bench, "train", lambda config, sets, out, extra: trained.append(
+        (out.name, [e for e in extra if e.startswith("train.lr=")])))
+    monkeypatch.setattr(bench, "sweep", lambda config, name, *a: swept.append(name) or 1e-3)
+    def args(*variants):
+        return ["run", "mt", *variants, "--dense-steps", "100", "--finetune-steps", "20",
+                "--root", str(tmp_path), "--model", "layers=2"]
+
+    with pytest.raises(SystemExit, match="dense.json is missing: run the dense variant first"):
+        bench.main(args("dense-long"))
+    (tmp_path / "mt" / "sweep").mkdir(parents=True)
+    (tmp_path / "mt" / "sweep" / "dense.json").write_text(json.dumps({"best": 8e-3}))
+    (tmp_path / "mt" / "shallow").mkdir()
+    (tmp_path / "mt" / "shallow" / "results.json").write_text("{}")  # finished
+    bench.main(args("dense-long", "shallow", "narrow"))
+    assert swept == ["narrow"]
+    assert trained == [("dense-long", ["train.lr=0.008"]), ("narrow", ["train.lr=0.001"])]
