@@ -8,8 +8,8 @@ fine-tuning, against every baseline that separates what each part buys.
 Tasks (their base configs): ``mt`` translation De->En (configs/mt-deen-dense.yaml), ``sum``
 summarisation (configs/sum-debian-dense.yaml), ``cls`` classification
 (configs/cls-wordnet-dense.yaml). Variants, every one with its learning rate chosen by
-short runs (a fifth of its steps, valid loss) from three values, grown past an edge of
-them where the best sits on one (protocol.py):
+short runs (a fifth of its steps, valid loss) from three values (``--lrs``, default
+``LRS``), grown past an edge of them where the best sits on one (protocol.py):
 
 * ``dense``: the reference, ``N`` steps (trained to convergence: the caller picks ``N`` from
   a dense run whose valid metric is flat over its last 20%);
@@ -166,7 +166,7 @@ def cmd_run(args) -> None:
         if v.get("transfer"):
             sets.append(f"model.init_from={root / 'dense'}")
         lr = tuned_lr(root, v["lr_from"]) if v.get("lr_from") else sweep(
-            config, name, sets, steps, root)
+            config, name, sets, steps, root, args.lrs)
         train(config, sets, root / name, [f"train.lr={lr}"] + FULL + EXTRA)
 
 
@@ -188,8 +188,9 @@ def schedule(steps: int, evals: int = EVALS) -> list[str]:
             f"train.eval_every={every}", f"train.save_every={max(every // 2, 1)}"]
 
 
-def sweep(config: str, name: str, sets: list[str], steps: int, root: Path) -> float:
-    """The rate whose run of a fifth of ``steps`` ends with the lowest valid loss: ``LRS``,
+def sweep(config: str, name: str, sets: list[str], steps: int, root: Path,
+          lrs=LRS) -> float:
+    """The rate whose run of a fifth of ``steps`` ends with the lowest valid loss: ``lrs``,
     grown past an edge where the best sits on one (protocol.grown_sweep)."""
     short = max(steps // SWEEP_FRACTION, 1)
     base = [s for s in sets if s.split("=")[0] not in SCHEDULE_KEYS]
@@ -200,7 +201,7 @@ def sweep(config: str, name: str, sets: list[str], steps: int, root: Path) -> fl
         run = root / "sweep" / f"{name}-lr{lr:g}"  # the short schedule wins over EXTRA's
         return sweep_loss(run, lambda: train(config, EXTRA + base, run, [f"train.lr={lr}"]))
 
-    scores = grown_sweep(LRS, score)
+    scores = grown_sweep(tuple(lrs), score)
     best = min(scores, key=scores.get)
     (root / "sweep" / f"{name}.json").write_text(json.dumps(
         {"valid_loss_by_lr": {f"{k:g}": v for k, v in scores.items()}, "best": best}) + "\n")
@@ -242,6 +243,8 @@ def main(argv=None) -> None:
     r.add_argument("--dense-steps", type=int, required=True, help="N: the dense phase")
     r.add_argument("--finetune-steps", type=int, required=True, help="M: after the transfer")
     r.add_argument("--root", default="runs/lightformer")
+    r.add_argument("--lrs", type=float, nargs="+", default=list(LRS), metavar="LR",
+                   help="the sweep's starting rates (it grows past an edge)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="one more override for every run (e.g. train.device=cuda)")
     r.set_defaults(func=cmd_run)

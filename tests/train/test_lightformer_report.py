@@ -128,7 +128,9 @@ def test_run_reuses_the_dense_rate_for_dense_long_and_skips_finished_runs(bench,
     trained, swept = [], []
     monkeypatch.setattr(bench, "train", lambda config, sets, out, extra: trained.append(
         (out.name, [e for e in extra if e.startswith("train.lr=")])))
-    monkeypatch.setattr(bench, "sweep", lambda config, name, *a: swept.append(name) or 1e-3)
+    monkeypatch.setattr(bench, "sweep", lambda config, name, sets, steps, root, lrs:
+                        swept.append((name, lrs)) or 1e-3)
+
     def args(*variants):
         return ["run", "mt", *variants, "--dense-steps", "100", "--finetune-steps", "20",
                 "--root", str(tmp_path), "--model", "layers=2"]
@@ -139,6 +141,6 @@ def test_run_reuses_the_dense_rate_for_dense_long_and_skips_finished_runs(bench,
     (tmp_path / "mt" / "sweep" / "dense.json").write_text(json.dumps({"best": 8e-3}))
     (tmp_path / "mt" / "shallow").mkdir()
     (tmp_path / "mt" / "shallow" / "results.json").write_text("{}")  # finished
-    bench.main(args("dense-long", "shallow", "narrow"))
-    assert swept == ["narrow"]
+    bench.main(args("dense-long", "shallow", "narrow") + ["--lrs", "2e-3", "4e-3"])
+    assert swept == [("narrow", [2e-3, 4e-3])]
     assert trained == [("dense-long", ["train.lr=0.008"]), ("narrow", ["train.lr=0.001"])]
