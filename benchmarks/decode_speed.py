@@ -28,6 +28,10 @@ thread) into where the time goes, by forward hooks that time each module's *self
   beam bookkeeping, cache reordering, the interpreter). The hooks themselves add a little
   to every category; compare categories, not the profile's total with the timed runs.
 
+``--no-eos`` makes every hypothesis run to the length limit (the ids of bos stand in for
+eos, and search never generates bos): models with untrained weights, built only to time
+a size not trained here, then decode the same number of tokens, and their tokens/s compare.
+
 Writes ``OUT.json``, ``OUT.md`` (table) and ``OUT.png`` (speed-up per combination).
 """
 
@@ -293,6 +297,10 @@ def main(argv=None) -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--max-src", type=int, default=128, help="source tokens kept (seq_len)")
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--no-eos", action="store_true",
+                   help="never stop at eos: every hypothesis runs to the length limit, so "
+                        "models whose weights differ (untrained ones: speed at a size not "
+                        "trained here) decode the same number of tokens")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/decode-speed"))
     args = p.parse_args(argv)
     if min(args.sentences, args.rounds, *args.beams, *args.batch_sizes, *args.threads) < 1:
@@ -308,6 +316,8 @@ def run(args, argv: list[str]) -> None:
     models, max_lens = [], {}
     for path in args.models:
         model, tok, config = load_model(path)
+        if args.no_eos:  # search masks bos, so bos's id as eos is never generated
+            model.config.eos_id = model.config.bos_id
         if not models:  # every model decodes the first one's sources
             lines, origin = sources(args.data, config, args.sentences)
         c = config or {}

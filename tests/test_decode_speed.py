@@ -32,11 +32,18 @@ def bench():
     return module
 
 
-def _checkpoint(directory: Path, tokenizer: Path, share: dict | None) -> Path:
+def _checkpoint(directory: Path, tokenizer: Path, share: dict | None,
+                eos_first: bool = False) -> Path:
+    """A random model saved with its tokenizer; ``eos_first``: one whose decoder output is
+    eos's embedding, so it ends every sentence at once."""
     torch.manual_seed(0)
     tok = load_tokenizer(tokenizer)
     model = Seq2Seq(Seq2SeqConfig(vocab_size=tok.get_vocab_size(), d_model=32, n_heads=4,
                                   d_ff=64, max_len=64, encoder_layers=2, decoder_layers=2))
+    if eos_first:  # the final norm outputs its bias: logits = bias . E, largest at eos
+        with torch.no_grad():
+            model.decoder.norm.weight.zero_()
+            model.decoder.norm.bias.copy_(10 * model.embed.tokens.weight[EOS_ID])
     if share:
         model = layershare.convert(model, **share)
     layershare.save(model, directory)
@@ -122,3 +129,28 @@ def test_sources_are_cut_to_the_models_positions(bench, tmp_path):
     bench.main([str(dense), "--data", str(sources), "--sentences", "1", "--beams", "1",
                 "--batch-sizes", "1", "--threads", "1", "--rounds", "1", "--out", str(out)])
     assert json.loads(out.with_suffix(".json").read_text())["rows"][0]["sentences"] == 1
+
+
+def test_no_eos_makes_models_with_different_weights_generate_alike(bench, tmp_path):
+    """Untrained models stop at different lengths; with --no-eos every hypothesis runs to the
+    length limit (2 x source + 10 for a bare checkpoint), so both count the same tokens."""
+    need_module("matplotlib", "train")
+    tokenizer = train_tokenizer(TEXTS * 4, 300, tmp_path / "tok.json")
+    stops = _checkpoint(tmp_path / "stops", tokenizer, None, eos_first=True)
+    shared = _checkpoint(tmp_path / "shared", tokenizer,
+                         dict(method="lowrank", group_size=2, rank=4))
+    sources = tmp_path / "sources.txt"
+    sources.write_text("\n".join(TEXTS) + "\n")
+    tok = load_tokenizer(stops)
+    limit = sum(2 * (len(tok.encode(line).ids) + 1) + 10 for line in TEXTS[:3])
+
+    def generated(*flags):
+        out = tmp_path / "speed"
+        bench.main([str(stops), str(shared), "--data", str(sources), "--sentences", "3",
+                    "--beams", "1", "2", "--batch-sizes", "1", "--threads", "1",
+                    "--rounds", "1", *flags, "--out", str(out)])
+        return {(r["model"], r["beam"]): r["generated_tokens"]
+                for r in json.loads(out.with_suffix(".json").read_text())["rows"]}
+
+    assert generated()[("stops", 1)] == 3  # eos at once: one token a sentence
+    assert set(generated("--no-eos").values()) == {limit}
