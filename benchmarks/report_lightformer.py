@@ -127,20 +127,27 @@ def plots(rows: list[dict], metric: str, stem: Path) -> None:
     fig.savefig(f"{stem}-pareto.png", dpi=130)
     plt.close(fig)
 
-    source = next((r["results"]["train_tokens"] for r in rows if r["name"] == "dense"), 0)
+    source = next((saved_model_tokens(r["results"]) for r in rows if r["name"] == "dense"), 0)
     fig, ax = plt.subplots(figsize=(8, 5))
     for r in rows:
         curve = r["convergence"]["curve"]
         if curve:
             per_step = r["results"]["train_tokens"] / r["results"]["steps"]
-            offset = source if r["transfer"] else 0  # a transfer goes on from its source
+            offset = source if r["transfer"] else 0  # a transfer goes on from its source's model
             steps, values = zip(*curve)
             ax.plot([(offset + s * per_step) / 1e6 for s in steps], [scale * v for v in values],
                     marker=".", label=r["label"])
-    ax.set_xlabel("training tokens seen (millions; a transfer's own start after its source's)")
+    ax.set_xlabel("training tokens seen (millions; a transfer goes on from its source's saved model)")
     ax.set_ylabel(f"valid {metric} (fixed subset)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(f"{stem}-curves.png", dpi=130)
     plt.close(fig)
+
+
+def saved_model_tokens(results: dict) -> float:
+    """Training tokens the run's saved model had seen: its best checkpoint's step (what
+    ``model/`` holds, and what a transfer starts from) at the run's tokens per step."""
+    step = (results.get("best_valid") or {}).get("step") or results["steps"]
+    return results["train_tokens"] * step / results["steps"]

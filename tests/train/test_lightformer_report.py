@@ -144,3 +144,10 @@ def test_run_reuses_the_dense_rate_for_dense_long_and_skips_finished_runs(bench,
     bench.main(args("dense-long", "shallow", "narrow") + ["--lrs", "2e-3", "4e-3"])
     assert swept == [("narrow", [2e-3, 4e-3])]
     assert trained == [("dense-long", ["train.lr=0.008"]), ("narrow", ["train.lr=0.001"])]
+
+
+def test_a_transfer_curve_starts_where_its_source_model_was_saved(report):
+    """A transfer starts from the source's saved (best) model, not from its last step."""
+    results = {"steps": 100, "train_tokens": 1000, "best_valid": {"step": 60}}
+    assert report.saved_model_tokens(results) == 600
+    assert report.saved_model_tokens({**results, "best_valid": None}) == 1000
