@@ -137,7 +137,8 @@ def plots(rows: list[dict], metric: str, stem: Path) -> None:
             steps, values = zip(*curve)
             ax.plot([(offset + s * per_step) / 1e6 for s in steps], [scale * v for v in values],
                     marker=".", label=r["label"])
-    ax.set_xlabel("training tokens seen (millions; a transfer goes on from its source's saved model)")
+    ax.set_xlabel("training tokens seen (millions; a transfer goes on from its source's "
+                  "saved model)")
     ax.set_ylabel(f"valid {metric} (fixed subset)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
