@@ -172,7 +172,9 @@ def cmd_run(args) -> None:
 
 def tuned_lr(root: Path, name: str) -> float:
     """The rate ``name``'s sweep chose (``sweep/NAME.json``); an error naming the missing
-    run when that sweep has not run yet."""
+    run when that sweep has not run yet. Looked up when the variant's turn comes, not
+    before the first: a job may list it after a long variant while dense's sweep runs in
+    another process."""
     path = root / "sweep" / f"{name}.json"
     if not path.is_file():
         raise SystemExit(f"{path} is missing: run the {name} variant first (its rate is reused)")
@@ -208,7 +210,7 @@ def sweep(config: str, name: str, sets: list[str], steps: int, root: Path,
     return best
 
 
-# -- measuring and reporting ----------------------------------------------------------------
+# -- measuring (report_lightformer.py reports) ---------------------------------------------
 def cmd_measure(args) -> None:
     """(internal) One finished run in int8 (weight-only, per-row: layershare.deploy.int8): the
     test metrics and the bytes of its layer stacks and whole model, fp32 and int8; one JSON
@@ -261,6 +263,10 @@ def main(argv=None) -> None:
                             help="the dense model's shape (e.g. layers=6, d_model=96); every "
                                  "variant is sized against it")
     args = p.parse_args(argv)
+    if getattr(args, "lrs", None) is not None:
+        if min(args.lrs) <= 0:
+            raise SystemExit(f"--lrs: every rate must be > 0, got {args.lrs}")
+        args.lrs = sorted(set(args.lrs))  # a repeated rate would stretch the grid's growth
     import yaml
     BASE.clear()
     EXTRA.clear()

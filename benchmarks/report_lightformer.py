@@ -127,7 +127,7 @@ def plots(rows: list[dict], metric: str, stem: Path) -> None:
     fig.savefig(f"{stem}-pareto.png", dpi=130)
     plt.close(fig)
 
-    source = next((saved_model_tokens(r["results"]) for r in rows if r["name"] == "dense"), 0)
+    source = transfer_start(rows)
     fig, ax = plt.subplots(figsize=(8, 5))
     for r in rows:
         curve = r["convergence"]["curve"]
@@ -147,8 +147,12 @@ def plots(rows: list[dict], metric: str, stem: Path) -> None:
     plt.close(fig)
 
 
-def saved_model_tokens(results: dict) -> float:
-    """Training tokens the run's saved model had seen: its best checkpoint's step (what
-    ``model/`` holds, and what a transfer starts from) at the run's tokens per step."""
-    step = (results.get("best_valid") or {}).get("step") or results["steps"]
-    return results["train_tokens"] * step / results["steps"]
+def transfer_start(rows: list[dict]) -> float:
+    """Where a transfer's curve starts: the training tokens dense's saved model had seen --
+    its best checkpoint's step (what ``model/`` holds, what a transfer starts from) at the
+    run's tokens per step; 0 without a dense row."""
+    dense = next((r["results"] for r in rows if r["name"] == "dense"), None)
+    if dense is None:
+        return 0.0
+    step = (dense.get("best_valid") or {}).get("step") or dense["steps"]
+    return dense["train_tokens"] * step / dense["steps"]

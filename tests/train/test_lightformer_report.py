@@ -1,5 +1,7 @@
-"""benchmarks/lightformer.py: the sizes its plan gives each variant, and its report over
-finished runs (int8 measured in a subprocess, convergence read from the valid BLEU curve)."""
+"""benchmarks/lightformer.py: the sizes its plan gives each variant, how ``run`` chooses
+rates (its sweep's schedule, dense-long at dense's rate, --lrs) and skips finished runs, and
+its report (report_lightformer.py) over finished runs (int8 measured in a subprocess,
+convergence read from the valid BLEU curve, where a transfer's curve starts)."""
 
 import importlib.util
 import json
@@ -149,5 +151,16 @@ def test_run_reuses_the_dense_rate_for_dense_long_and_skips_finished_runs(bench,
 def test_a_transfer_curve_starts_where_its_source_model_was_saved(report):
     """A transfer starts from the source's saved (best) model, not from its last step."""
     results = {"steps": 100, "train_tokens": 1000, "best_valid": {"step": 60}}
-    assert report.saved_model_tokens(results) == 600
-    assert report.saved_model_tokens({**results, "best_valid": None}) == 1000
+    other = {"name": "lightformer", "results": {"steps": 10, "train_tokens": 50}}
+    assert report.transfer_start([other, {"name": "dense", "results": results}]) == 600
+    assert report.transfer_start([{"name": "dense", "results": {**results,
+                                                               "best_valid": None}}]) == 1000
+    assert report.transfer_start([other]) == 0
+
+
+@pytest.mark.parametrize("lrs", [["0"], ["-0.001", "2e-3"]])
+def test_lrs_must_be_positive(bench, tmp_path, lrs):
+    """A rate of 0 would grow the sweep's grid forever (0 x 2 = 0)."""
+    with pytest.raises(SystemExit, match="--lrs: every rate must be > 0"):
+        bench.main(["run", "mt", "--dense-steps", "10", "--finetune-steps", "2",
+                    "--root", str(tmp_path), "--lrs", *lrs])
