@@ -52,6 +52,18 @@ def config_lr(run: Path) -> float:
     return float(yaml.safe_load((run / "config.yaml").read_text())["train"]["lr"])
 
 
+def last_fifth_gain(curve: list[tuple[int, float]], higher_is_better: bool
+                    ) -> tuple[float, float, float]:
+    """The convergence rule of the training reports: the valid value at the evaluation
+    nearest 80% of the last step, the best value from there on, and the relative gain
+    between them (the run counts as converged when it is under 2%)."""
+    step80, at80 = min(curve, key=lambda v: abs(v[0] - 0.8 * curve[-1][0]))
+    after = [v for s, v in curve if s >= step80]
+    best = max(after) if higher_is_better else min(after)
+    gain = (best - at80) if higher_is_better else (at80 - best)
+    return at80, best, gain / max(abs(at80), 1e-9)
+
+
 def last_valid(run: Path, metric: str = "wer") -> float:
     """``metric`` at the run's last valid evaluation (metrics.jsonl)."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

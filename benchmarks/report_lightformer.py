@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from protocol import config_lr, plain_log_x  # noqa: E402  (a module beside its shared one)
+from protocol import config_lr, last_fifth_gain, plain_log_x  # noqa: E402  (beside its shared module)
 
 SCRIPT = Path(__file__).resolve().parent / "lightformer.py"  # its ``measure``: int8 of one run
 QUALITY = {"mt": ("bleu", "chrf"), "sum": ("rougeL", "rouge1", "rouge2"),
@@ -29,16 +29,14 @@ LABELS = {"dense": "dense (the source)", "lightformer": "LightFormer (transfer +
 
 def convergence(run: Path, metric: str) -> dict:
     """The valid ``metric`` (higher is better) at the evaluation nearest 80% of the steps and
-    the best after it: converged when the last 20% gained less than 2% (relative), the rule
-    of report_speech_scratch.convergence."""
+    the best after it: converged when the last 20% gained less than 2% (relative:
+    protocol.last_fifth_gain)."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     valid = [(r["step"], r[metric]) for r in rows if r.get("split") == "valid" and metric in r]
     if not valid:
         return {"converged": None, "last_20pct_gain": None, "curve": []}
-    at80 = min(valid, key=lambda v: abs(v[0] - 0.8 * valid[-1][0]))
-    after = max(v for s, v in valid if s >= at80[0])
-    gain = (after - at80[1]) / max(abs(at80[1]), 1e-9)
-    return {"valid_at_80pct": at80[1], "valid_best_after": after,
+    at80, after, gain = last_fifth_gain(valid, higher_is_better=True)
+    return {"valid_at_80pct": at80, "valid_best_after": after,
             "last_20pct_gain": round(gain, 4), "converged": gain < 0.02, "curve": valid}
 
 

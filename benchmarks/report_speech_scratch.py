@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from protocol import config_lr, plain_log_x  # noqa: E402  (a script's module beside its shared module)
+from protocol import config_lr, last_fifth_gain, plain_log_x  # noqa: E402  (beside its shared module)
 
 
 def convergence(run: Path) -> dict:
@@ -24,11 +24,8 @@ def convergence(run: Path) -> dict:
     converged when the last 20% improved it by less than 2% (relative)."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     valid = [(r["step"], r["wer"]) for r in rows if r.get("split") == "valid"]
-    last = valid[-1][0]
-    at80 = min(valid, key=lambda v: abs(v[0] - 0.8 * last))
-    after = min(w for s, w in valid if s >= at80[0])
-    gain = (at80[1] - after) / max(at80[1], 1e-9)
-    return {"valid_wer_at_80pct": at80[1], "valid_wer_best_after": after,
+    at80, after, gain = last_fifth_gain(valid, higher_is_better=False)
+    return {"valid_wer_at_80pct": at80, "valid_wer_best_after": after,
             "last_20pct_gain": round(gain, 4), "converged": gain < 0.02,
             "curve": valid}
 
