@@ -222,7 +222,9 @@ def cmd_measure(args) -> None:
     from layershare.train.evaluate import split_metrics
 
     torch.set_num_threads(1)
-    cfg, model, device, autocast, build_task = run_dir(Path(args.run))
+    # a run this script trained: its data is read where its config says
+    cfg, model, device, autocast, build_task = run_dir(Path(args.run), read_data=True,
+                                                       trust_config=True)
     task = build_task(cfg, Path(args.run), progress=False, setup=False)
     stacks = torch.nn.ModuleList([getattr(model, part).layers for part in ("encoder", "decoder")
                                   if hasattr(model, part)])

@@ -12,10 +12,12 @@ the peak resident set, which ``reset_peak_rss`` sets back to the current RSS
 
 from __future__ import annotations
 
+import copy
 import time
 
 import torch
 
+from .errors import LayershareError, first_line
 from .measure import (  # noqa: F401
     GenerationTiming,
     peak_rss_bytes,
@@ -44,6 +46,7 @@ def timed_generate(model, input_ids: torch.Tensor, max_new_tokens: int, exact: b
     clock = Clock()
     if exact:
         generate_kwargs["min_new_tokens"] = max_new_tokens
+    check_generation_config(model, max_new_tokens=max_new_tokens, **generate_kwargs)
     generate_kwargs.setdefault("attention_mask", torch.ones_like(input_ids))
     start = time.perf_counter()
     with torch.no_grad():
@@ -54,3 +57,32 @@ def timed_generate(model, input_ids: torch.Tensor, max_new_tokens: int, exact: b
                               prefill_s=times[0] - start, decode_s=times[-1] - times[0],
                               decode_steps=len(times) - 1, batch=input_ids.shape[0])
     return out, timing
+
+
+def check_generation_config(model, **generate_kwargs) -> None:
+    """The model's ``generation_config.json`` (a file of the user's model directory) with the
+    call's options, as ``generate`` would validate it -- or one :class:`LayershareError`.
+
+    Checked here, before ``generate``: there a ValueError may as well be a bug. Newer
+    transformers moved some decoding modes (contrastive search, DoLa, group and constrained
+    beam search) to Hub code that needs ``trust_remote_code``, which layershare never sets.
+    """
+    config = getattr(model, "generation_config", None)
+    if config is None:
+        return
+    config = copy.deepcopy(config)
+    where = "generation_config.json"
+    try:
+        config.update(**generate_kwargs)  # the call's options win, as in generate
+        config.validate()
+        mode = config.get_generation_mode()
+    except ValueError as exc:
+        raise LayershareError(f"{where}: {first_line(exc)}") from None
+    try:
+        from transformers.generation.utils import GENERATION_MODES_MAPPING
+    except ImportError:  # older transformers run every mode themselves
+        return
+    if "/" in GENERATION_MODES_MAPPING.get(mode, ""):  # a Hub repository, i.e. remote code
+        raise LayershareError(f"{where} asks for {mode.value.replace('_', ' ')}, which "
+                              "transformers now runs as remote code from the Hub; layershare "
+                              "does not run remote code: remove its settings from the file")

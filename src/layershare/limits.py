@@ -88,8 +88,9 @@ def fits_positions(model, length: int, what: str) -> None:
 def vocab_size(model) -> int | None:
     """Rows of the model's input embedding (None if it has none)."""
     get = getattr(model, "get_input_embeddings", None)
-    embedding = get() if callable(get) else None
-    return getattr(embedding, "num_embeddings", None)
+    if not callable(get):  # layershare's own models (models/) size their table by the config
+        return getattr(getattr(model, "config", None), "vocab_size", None)
+    return getattr(get(), "num_embeddings", None)
 
 
 def same_vocab(model, other, what: str) -> None:

@@ -180,7 +180,7 @@ def _eval_test(run):
     from layershare.cli import main
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        assert main(["eval", str(run), "--split", "test"]) == 0
+        assert main(["eval", "--trust-config", str(run), "--split", "test"]) == 0
     return json.loads(buf.getvalue())
 
 

@@ -63,7 +63,7 @@ def test_cli_verbs(tmp_path, text_data, capsys):
     args = ["train", "--out", str(out)] + [a for s in sets for a in ("--set", s)]
     assert main(args + ["--quiet"]) == 0
     capsys.readouterr()
-    assert main(["eval", str(out), "--split", "test"]) == 0
+    assert main(["eval", "--trust-config", str(out), "--split", "test"]) == 0
     figures = json.loads(capsys.readouterr().out)  # the saved model gives the run's figures
     results = json.loads((out / "results.json").read_text())
     assert figures["test_ppl"] == pytest.approx(results["test_ppl"], rel=1e-5)

@@ -44,7 +44,7 @@ def test_summarisation_run_writes_rouge(tmp_path, summaries, capsys):
     task = build_task(load_config(None, sets), out, progress=False, setup=False)
     assert task.decode_max_len == max(len(t) for _, t in task.items["train"]) - 1  # no <s>
     assert max(len(task.tok.encode(h).ids) for h in hyps) <= task.decode_max_len < 48
-    assert main(["eval", str(out)]) == 0
+    assert main(["eval", "--trust-config", str(out)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["test_rougeL"] == pytest.approx(results["test_rougeL"])
 

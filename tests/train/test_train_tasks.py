@@ -99,7 +99,7 @@ def test_eval_of_the_valid_split_decodes_it_once(tmp_path, copy_data, monkeypatc
         return translate(self, src_ids, *args, **kwargs)
 
     monkeypatch.setattr(Seq2Seq, "translate", counting)
-    assert main(["eval", str(out), "--split", "valid"]) == 0
+    assert main(["eval", "--trust-config", str(out), "--split", "valid"]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["valid_pairs"] == 40 and "valid_bleu" in figures
     assert {beam for beam, _ in decoded} == {2}
@@ -115,11 +115,11 @@ def test_classification_accuracy(tmp_path, class_data, capsys):
     assert results["test_acc"] > 0.9, results["test_acc"]
     assert 0.8 < results["test_macro_f1"] <= 1
     assert results["best_valid"]["metric"] == "acc"
-    assert main(["eval", str(out)]) == 0
+    assert main(["eval", "--trust-config", str(out)]) == 0
     assert json.loads(capsys.readouterr().out)["test_acc"] == pytest.approx(results["test_acc"])
     assert layershare.load(out / "model").layershare_config.method == "tied"
     # int8 weights: nearly the same accuracy, about a quarter of the matrix bytes
-    assert main(["eval", str(out), "--int8"]) == 0
+    assert main(["eval", "--trust-config", str(out), "--int8"]) == 0
     int8 = json.loads(capsys.readouterr().out)
     assert int8["int8"] and int8["test_acc"] > results["test_acc"] - 0.1
     assert int8["weights_bytes_int8"] < 0.4 * int8["weights_bytes_fp32"]

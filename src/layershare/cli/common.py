@@ -52,20 +52,45 @@ def add_share_options(p) -> None:
                    help="stacks of an encoder-decoder model to share (default all); --keep "
                         "counts the chosen stacks only")
 
-def run_dir(directory: Path):
-    """(config, model, task, device, autocast) of a finished run directory."""
+def run_dir(directory: Path, read_data: bool = False, trust_config: bool = False):
+    """(config, model, device, autocast, build_task) of a finished run directory; its config
+    confined to it (train/config.py, ``confine_to_run``; ``read_data`` when its data will be
+    read): a run directory may come from anyone, and nothing it holds may lead layershare
+    outside it -- unless the user vouches for it (``trust_config``: ``eval --trust-config``,
+    the benchmarks' own runs), when its data files are read where its config says."""
     from .. import load
-    from ..train.config import read_run_config
+    from ..paths import file_inside
+    from ..train.config import confine_to_run, read_run_config
     from ..train.datasets import build_task
     from ..train.trainer import autocast_for, pick_device
 
-    config_path, model_dir = directory / "config.yaml", directory / "model"
-    if not config_path.is_file() or not model_dir.is_dir():
+    directory = Path(directory)
+    model_dir = directory / "model"
+    if not (directory / "config.yaml").is_file() or not model_dir.is_dir():
         raise LayershareError(f"{directory}: not a finished run (needs config.yaml and model/)")
-    cfg = read_run_config(config_path)
+    base = directory.resolve()
+    if base not in model_dir.resolve().parents:
+        raise LayershareError(f"{model_dir} leads outside the run directory; refused")
+    cfg = read_run_config(file_inside(directory, "config.yaml", "run config"))
+    if not trust_config:
+        cfg = confine_to_run(cfg, directory, read_data)
     device = pick_device(cfg)
     model = load(model_dir).to(device).eval()
     return cfg, model, device, autocast_for(cfg, device), build_task
+
+
+def run_tokenizer(directory: Path):
+    """The tokenizer a run trained with: ``model/tokenizer.json`` (what ``layershare.save``
+    put beside the weights), else the run's ``tokenizer.json``; each a regular file inside
+    its directory."""
+    from ..data import load_tokenizer
+    from ..paths import file_inside
+
+    directory = Path(directory)
+    inner = directory / "model" / "tokenizer.json"
+    if inner.exists() or inner.is_symlink():
+        return load_tokenizer(file_inside(directory / "model", "tokenizer.json", "tokenizer"))
+    return load_tokenizer(file_inside(directory, "tokenizer.json", "tokenizer"))
 
 
 def load_model(src: str | Path):

@@ -30,6 +30,10 @@ def add_commands(sub) -> None:
     p.add_argument("--reference", default=None,
                    help="the original model: also report KL(original || model) and top-1 agreement")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--trust-config", action="store_true",
+                   help="a run directory you made: read the data files and data.dir its "
+                        "config.yaml names even outside it (by default a run directory is "
+                        "read only inside itself, and a recipe from your own data store)")
     p.add_argument("--int8", action="store_true",
                    help="weight-only int8 first (per-row symmetric, shared tensors once: "
                         "deploy/int8.py); reports the int8 bytes beside the figures")
@@ -56,7 +60,8 @@ def cmd_eval(args) -> None:
                                   "(it is not a run directory)")
         from ..train.evaluate import split_metrics
 
-        cfg, model, device, autocast, build_task = run_dir(path)
+        cfg, model, device, autocast, build_task = run_dir(path, read_data=True,
+                                                           trust_config=args.trust_config)
         task = build_task(cfg, path, progress=False, setup=False)
         sizes = _int8(model, args)
         out = None if args.int8 else path  # int8 hypotheses never replace the run's own

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from ..errors import LayershareError
-from .common import run_dir
+from .common import run_dir, run_tokenizer
 
 
 def add_commands(sub) -> None:
@@ -137,7 +137,8 @@ def _generate_onnx(args) -> None:
 def _generate_run(args) -> None:
     import torch
 
-    from ..data import BOS_ID, EOS_ID, load_tokenizer
+    from .. import limits
+    from ..data import BOS_ID, EOS_ID
     from ..infer import peak_rss_bytes
 
     directory = Path(args.model)
@@ -147,9 +148,9 @@ def _generate_run(args) -> None:
     if not hasattr(model, "generate") or not hasattr(model.config, "max_len"):
         raise LayershareError(f"{directory}: generate supports the reference DecoderLM "
                               "(model.arch=reference); use transformers' generate for gpt2")
-    tok_file = directory / "model" / "tokenizer.json"
-    tok = load_tokenizer(tok_file if tok_file.is_file() else directory / "tokenizer.json")
+    tok = run_tokenizer(directory)
     ids = tok.encode(args.prompt).ids or [EOS_ID]
+    limits.tokens_fit(model, torch.tensor(ids), "the prompt")  # a tokenizer larger than the model
     limit = model.config.max_len if model.config.pos == "learned" else None
     new = args.max_new_tokens
     if limit is not None:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from ..errors import LayershareError
-from .common import out_arg, run_dir
+from .common import out_arg, run_dir, run_tokenizer
 
 
 def add_commands(sub) -> None:
@@ -62,13 +62,6 @@ def cmd_consolidate(args) -> None:
     print(consolidate(args.checkpoint, args.out, overwrite=args.overwrite))
 
 
-def _tokenizer(directory: Path):
-    from ..data import load_tokenizer
-    return load_tokenizer(directory / "model" / "tokenizer.json"
-                          if (directory / "model" / "tokenizer.json").is_file()
-                          else directory / "tokenizer.json")
-
-
 def cmd_translate(args) -> None:
     from .. import limits
     from ..train.decode import translate_lines
@@ -80,7 +73,7 @@ def cmd_translate(args) -> None:
     if cfg.task != "translation":
         raise LayershareError(f"{args.dir} is a {cfg.task} run, not a translation one")
     lines = [line.rstrip("\r\n") for line in sys.stdin]
-    out = translate_lines(model, _tokenizer(args.dir), lines, device,
+    out = translate_lines(model, run_tokenizer(args.dir), lines, device,
                           args.beam or cfg.eval.beam_size, cfg.eval.max_len, args.batch_size,
                           cfg.train.seq_len, autocast)
     sys.stdout.write("".join(line + "\n" for line in out))

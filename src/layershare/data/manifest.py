@@ -35,6 +35,10 @@ def read_wav_any(path: Path) -> np.ndarray:
             frames = wav.readframes(wav.getnframes())
     except (wave.Error, EOFError) as exc:
         raise LayershareError(f"{path}: not a readable WAV file ({exc})") from None
+    # a truncated file can end inside a frame: numpy could not split it into samples/channels
+    if len(frames) % (width * channels):
+        raise LayershareError(f"{path}: truncated ({len(frames)} bytes of audio are not whole "
+                              f"frames of {channels} x {8 * width} bits)")
     audio = np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32768.0
     if channels == 2:
         audio = audio.reshape(-1, 2).mean(axis=1)

@@ -177,9 +177,24 @@ def summarize(counts: dict) -> str:
                      for split, c in counts.items())
 
 
-def load_splits(name: str, data_dir: Path | None = None, progress: bool = True) -> dict:
-    """The splits of a fetched recipe, preparing it first if needed (see ``prepare``)."""
-    return _fetched_recipe(name).read(prepare(name, data_dir, progress))
+def load_splits(name: str, data_dir: Path | None = None, progress: bool = True,
+                fetch: bool = True) -> dict:
+    """The splits of a fetched recipe, preparing it first if needed (see ``prepare``); with
+    ``fetch=False`` only a preparation already made (:func:`prepared`)."""
+    directory = prepare(name, data_dir, progress) if fetch else prepared(name, data_dir)
+    return _fetched_recipe(name).read(directory)
+
+
+def prepared(name: str, data_dir: Path | None = None) -> Path:
+    """``DATA_DIR/NAME`` if it is a complete, verified preparation, else one line naming the
+    command that makes it: nothing is fetched, run or written (what reading a finished run,
+    or a DDP rank after rank 0 prepared, needs)."""
+    final = recipe_dir(name, data_dir)
+    reason = check_ready(final, name, _fetched_recipe(name).version)
+    if reason is not None:
+        raise LayershareError(f"{name}: {reason} in {final}; run `layershare data prepare "
+                              f"{name}` first")
+    return final
 
 
 def train_recipe_tokenizer(name: str, vocab_size: int, data_dir: Path | None = None,

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import LayershareError
+from ..paths import file_inside
 from .fetch import sha256_file
 
 MANIFEST = "manifest.json"
@@ -77,9 +78,16 @@ def check_ready(directory: Path, recipe: str, version: int) -> str | None:
     if not isinstance(files, dict) or not files:
         return "manifest lists no files"
     for name, entry in files.items():
-        path = directory / name
-        if not path.is_file():
+        if not isinstance(name, str) or name != Path(name).name or name in (".", ".."):
+            return f"manifest names {name!r}, not a file of the directory"  # e.g. ../x
+        if not isinstance(entry, dict):
+            return f"manifest entry of {name} is not a table of bytes and sha256"
+        if not ((directory / name).exists() or (directory / name).is_symlink()):
             return f"{name} is missing"
+        try:  # a link out of the directory, a FIFO: never opened
+            path = file_inside(directory, name, "data file")
+        except LayershareError as exc:
+            return str(exc)
         if path.stat().st_size != entry.get("bytes") or sha256_file(path) != entry.get("sha256"):
             return f"{name} does not match its checksum in the manifest"
     return None

@@ -18,6 +18,13 @@ that :func:`file_inside` returned. The rules, and why:
   resolved path decides, so a FIFO is refused without being opened (these two helpers,
   :func:`file_inside` and :func:`regular_file`, live in layershare/paths.py, which other
   packages use without importing ``formats``).
+  Not only the files layershare names: transformers opens whatever a directory holds that
+  it knows (shards of a ``.bin`` index, ``chat_template.jinja``, ``additional_chat_templates/``),
+  so every entry of the directory and of its subdirectories must be a regular file or a
+  directory inside it (:func:`_whole_directory`), and the file names a
+  ``tokenizer_config.json`` gives (``fast_tokenizer_files``, ``*_file``) must be files inside
+  it too (:func:`_tokenizer_config`). A ``.gguf`` file is loaded from a private directory
+  that holds it alone (formats/hub.py), so nothing beside it is read.
 * **Declared sizes are checked before allocation** by the readers: safetensors validates
   its own header against the file size (formats/lazy.py uses it), the CTranslate2 and GGUF
   readers check every count against the bytes left.
@@ -158,10 +165,59 @@ def is_transformers_config(path: Path) -> bool:
 
 
 def _side_files(path: Path) -> None:
-    """Every known file present in ``path`` must be a regular file inside it."""
+    """Every known file present in ``path`` must be a regular file inside it, and so must
+    everything else it holds (:func:`_whole_directory`) and every file its
+    ``tokenizer_config.json`` names."""
     for name in SIDE_FILES:
         if (path / name).exists() or (path / name).is_symlink():
             file_inside(path, name)
+    _whole_directory(path)
+    _tokenizer_config(path)
+
+
+MAX_ENTRIES = 100_000  # a model directory holds tens of files; past this, refuse to guess
+
+
+def _whole_directory(path: Path) -> None:
+    """Every entry below ``path`` (hidden ones apart: ``.git``, ``.cache``, which no loader
+    reads) is a regular file or a directory, and resolves inside ``path``: a loader that
+    globs the directory (transformers' shards, chat templates) then finds nothing that
+    leads out of it or blocks."""
+    base = path.resolve()
+    count = 0
+    for root, dirs, files in os.walk(path):  # does not descend into symlinked directories
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in [d for d in dirs if (Path(root) / d).is_symlink()] + [
+                f for f in files if not f.startswith(".")]:
+            count += 1
+            if count > MAX_ENTRIES:
+                raise LayershareError(f"{path}: more than {MAX_ENTRIES:,} files; not a model "
+                                      "directory")
+            entry = Path(root) / name
+            target = entry.resolve()
+            if target != base and base not in target.parents:
+                raise LayershareError(f"{path}: {entry.relative_to(path)} leads outside the "
+                                      f"directory ({target}); refused")
+            if not target.is_dir():
+                file_inside(path, entry.relative_to(path))
+
+
+def _tokenizer_config(path: Path) -> None:
+    """The files a ``tokenizer_config.json`` names (``fast_tokenizer_files``, any
+    ``*_file``/``*_files`` key), which transformers joins to the directory unchecked: each
+    must be a regular file inside ``path``."""
+    if not (path / "tokenizer_config.json").is_file():
+        return
+    config = read_json(path, "tokenizer_config.json")
+    for key, value in config.items():
+        if not (key.endswith(("_file", "_files")) and value is not None):
+            continue
+        names = value if isinstance(value, list) else [value]
+        for name in names:
+            if not isinstance(name, str):
+                raise LayershareError(f"{path / 'tokenizer_config.json'}: {key} must name "
+                                      f"files, got {name!r}")
+            file_inside(path, name, f"tokenizer_config.json {key}")
 
 
 @contextlib.contextmanager

@@ -10,13 +10,15 @@ code, no prompt, no file outside the directory), a GGUF header by formats/gguf_c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import LayershareError, first_line
-from .gate import NO_REMOTE_CODE, admit, no_prompt
+from .gate import NO_REMOTE_CODE, admit, file_inside, no_prompt, regular_file
 from .pretrained import resolve
 
 if TYPE_CHECKING:  # torch is imported where a model is loaded, not to read a tokenizer
@@ -44,11 +46,23 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "vocab.txt", "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json")
 
 
+@contextlib.contextmanager
+def gguf_alone(src: Path):
+    """``(directory, {"gguf_file": name})`` for transformers to load the checked ``.gguf``
+    file ``src`` from: a private temporary directory holding a link to it alone, so that
+    transformers, which reads a ``tokenizer_config.json`` or ``generation_config.json`` it
+    finds beside the file, reads nothing the user did not name."""
+    from .gguf_check import check_gguf
+
+    check_gguf(src)
+    with tempfile.TemporaryDirectory(prefix="layershare-gguf-") as alone:
+        (Path(alone) / src.name).symlink_to(regular_file(src, "model file"))
+        yield Path(alone), {"gguf_file": src.name}
+
+
 def from_local(src: str | os.PathLike) -> nn.Module:
     """The transformers model stored at ``src`` (directory, .gguf file, short name), in eval
     mode. The loader gate (formats/gate.py) decides first whether it may be read."""
-    import transformers
-
     src = resolve(src)
     kind = admit(src)
     if kind == "ctranslate2":
@@ -57,14 +71,21 @@ def from_local(src: str | os.PathLike) -> nn.Module:
     if kind not in ("transformers", "gguf"):
         raise LayershareError(f"{src}: expected a transformers model directory or a .gguf file, "
                               f"found a {kind} {'export' if kind == 'onnx' else 'checkpoint'}")
-    kwargs = dict(NO_REMOTE_CODE)
-    if kind == "gguf":
-        from .gguf_check import check_gguf
-        check_gguf(src)
-        src, kwargs = src.parent, {**kwargs, "gguf_file": src.name}
+    with contextlib.ExitStack() as stack:
+        where, kwargs = src, dict(NO_REMOTE_CODE)
+        if kind == "gguf":
+            where, gguf = stack.enter_context(gguf_alone(src))
+            kwargs.update(gguf)
+        return _from_pretrained(src, where, kwargs)
+
+
+def _from_pretrained(src: Path, where: Path, kwargs: dict) -> nn.Module:
+    """transformers' model class of ``where``'s config (one of its own), loaded from it."""
+    import transformers
+
     try:
         with no_prompt():
-            config = transformers.AutoConfig.from_pretrained(src, **kwargs)
+            config = transformers.AutoConfig.from_pretrained(where, **kwargs)
             names = getattr(config, "architectures", None) or []
             cls = getattr(transformers, names[0], None) if names else None
             if cls is None:
@@ -75,7 +96,7 @@ def from_local(src: str | os.PathLike) -> nn.Module:
                 raise LayershareError(f"{src}: config.json names architecture {names[0]!r}, "
                                       f"which is not a transformers model class for a "
                                       f"{type(config).__name__}")
-            return cls.from_pretrained(src, **kwargs).eval()
+            return cls.from_pretrained(where, **kwargs).eval()
     except LayershareError:
         raise
     except LOAD_ERRORS as exc:
@@ -104,10 +125,13 @@ LOAD_ERRORS = _load_errors()
 
 
 def tokenizer_files(directory: str | os.PathLike) -> dict[str, Path]:
-    """The tokenizer files next to a model, to copy along with it."""
+    """The tokenizer files of a model directory, to copy along with it (each a regular file
+    inside it, else one line); none for a ``.gguf`` file, whose tokenizer is inside it."""
     directory = resolve(directory)
-    directory = directory.parent if directory.is_file() else directory
-    return {n: directory / n for n in TOKENIZER_FILES if (directory / n).is_file()}
+    if not directory.is_dir():
+        return {}
+    return {n: file_inside(directory, n, "tokenizer file") for n in TOKENIZER_FILES
+            if (directory / n).exists() or (directory / n).is_symlink()}
 
 
 def copy_files(files: dict[str, Path], directory: Path) -> None:
@@ -124,14 +148,13 @@ def auto_tokenizer(src: str | os.PathLike):
     if kind == "ctranslate2":
         from .whisper import tokenizer
         return tokenizer(src)
-    kwargs = dict(NO_REMOTE_CODE)
-    if kind == "gguf":
-        from .gguf_check import check_gguf
-        check_gguf(src)
-        src, kwargs = src.parent, {**kwargs, "gguf_file": src.name}
     try:
-        with no_prompt():
-            return transformers.AutoTokenizer.from_pretrained(src, **kwargs)
+        with contextlib.ExitStack() as stack, no_prompt():
+            where, kwargs = src, dict(NO_REMOTE_CODE)
+            if kind == "gguf":
+                where, gguf = stack.enter_context(gguf_alone(src))
+                kwargs.update(gguf)
+            return transformers.AutoTokenizer.from_pretrained(where, **kwargs)
     except LOAD_ERRORS as exc:
         first = first_line(exc)
         raise LayershareError(f"{src}: cannot load its tokenizer ({first})") from None

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import LayershareError
+from ..paths import file_inside
 from .ctranslate2 import CT2Model, read_model
 
 SAMPLING_RATE = 16_000
@@ -52,9 +53,9 @@ def is_ctranslate2_dir(path: Path) -> bool:
 
 def special_tokens(directory: Path) -> dict[str, int]:
     """Ids of Whisper's special tokens, from the ``tokenizer.json`` beside the model."""
+    path = file_inside(directory, "tokenizer.json", "tokenizer")  # not a link out of it
     try:
-        added = json.loads((Path(directory) / "tokenizer.json").read_text(encoding="utf-8"))[
-            "added_tokens"]
+        added = json.loads(path.read_text(encoding="utf-8"))["added_tokens"]
         ids = {t["content"]: int(t["id"]) for t in added}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise LayershareError(f"{directory}: no readable tokenizer.json with Whisper's special "
@@ -288,7 +289,8 @@ def tokenizer(directory: str | os.PathLike):
 
     directory = Path(directory)
     special_tokens(directory)  # a clear error when the file is missing or not Whisper's
-    return WhisperTokenizerFast(tokenizer_file=str(directory / "tokenizer.json"),
+    path = file_inside(directory, "tokenizer.json", "tokenizer")
+    return WhisperTokenizerFast(tokenizer_file=str(path),
                                 unk_token="<|endoftext|>", bos_token="<|endoftext|>",
                                 eos_token="<|endoftext|>", pad_token="<|endoftext|>",
                                 predict_timestamps=False)

@@ -173,16 +173,18 @@ class ASRTask(Task):
         return result
 
 
-def asr_splits(cfg, progress: bool = True) -> dict[str, Features]:
-    """The run's speech splits as :class:`Features` (cached frames where the recipe has them)."""
+def asr_splits(cfg, progress: bool = True, fetch: bool = True) -> dict[str, Features]:
+    """The run's speech splits as :class:`Features` (cached frames where the recipe has them);
+    the recipe prepared first if needed, or with ``fetch=False`` only if prepared already."""
     from ..data import load_splits, prepare
     from ..data.espeak_asr import SPLITS, read_features
+    from ..data.recipes import prepared
 
     name = cfg.data.name
     if name == "espeak-asr":
-        directory = prepare(name, cfg.data.dir, progress)
+        directory = prepare(name, cfg.data.dir, progress) if fetch else prepared(name, cfg.data.dir)
         return {s: Features.from_cache(*read_features(directory, s)) for s in SPLITS}
-    splits = load_splits(name, cfg.data.dir, progress)
+    splits = load_splits(name, cfg.data.dir, progress, fetch=fetch)
     missing = [s for s in ("train", "valid", "test") if s not in splits]
     if missing:
         raise LayershareError(f"{name} has no {missing[0]} split: it cannot train a recogniser")

@@ -29,6 +29,7 @@ from ..configbase import Section
 from ..configbase import describe as describe_model
 from ..dlt.config import DLTConfig
 from ..errors import LayershareError, first_line
+from ..paths import file_inside
 from .distill_config import DistillConfig, check_distill
 from .sections import (
     ARCHS,
@@ -152,8 +153,8 @@ def load_config(path: str | Path | None, overrides: list[str] = (),
                 base_dir: Path | None = None) -> RunConfig:
     """A checked :class:`RunConfig` from a YAML file (or defaults) plus ``--set`` overrides.
 
-    Relative ``data.*`` paths of own files are taken from the YAML file's folder, so a
-    config and its data can move together.
+    Relative ``data.*`` paths of own files (and ``data.tokenizer``) are taken from the YAML
+    file's folder, so a config and its data can move together.
     """
     tree: dict = {}
     if path is not None:
@@ -164,8 +165,8 @@ def load_config(path: str | Path | None, overrides: list[str] = (),
         set_dotted(tree, assignment)
     cfg = config_from_dict(tree)
     if base_dir is not None:
-        for split in ("train", "valid", "test"):
-            setattr(cfg.data, split, _rebase(getattr(cfg.data, split), Path(base_dir)))
+        for key in ("train", "valid", "test", "tokenizer"):
+            setattr(cfg.data, key, _rebase(getattr(cfg.data, key), Path(base_dir)))
     return cfg
 
 
@@ -214,6 +215,42 @@ def read_run_config(path: Path) -> RunConfig:
     except LayershareError as exc:
         raise LayershareError(f"{path} is damaged ({exc}); restore it, or start afresh "
                               "with --overwrite") from None
+
+
+def confine_to_run(cfg: RunConfig, run: Path, read_data: bool = True) -> RunConfig:
+    """A run directory's saved ``cfg`` as ``eval``, ``generate`` and ``translate`` read it.
+
+    A run directory may come from anyone, and its ``config.yaml`` must not lead layershare
+    outside it: a recipe is read from the user's own data store ($LAYERSHARE_DATA or
+    ./data), never from the saved ``data.dir``; the run's own data files (``data.train``,
+    ``valid``, ``test`` of the text, parallel and classes recipes) must lie inside the run
+    directory, else one line; ``data.tokenizer`` is dropped (the run's ``tokenizer.json`` is
+    what it was trained with). Without ``read_data`` (``generate``, ``translate``) the data
+    files are dropped instead: they are not read, so not checked."""
+    cfg = cfg.model_copy(deep=True)
+    cfg.data.dir, cfg.data.tokenizer = None, None
+    for split in ("train", "valid", "test"):
+        value = getattr(cfg.data, split)
+        setattr(cfg.data, split, _inside(value, Path(run), f"data.{split}") if read_data else None)
+    return cfg
+
+
+def _inside(value, run: Path, key: str):
+    """``value`` (a path, or a list / table of them) with every path a regular file inside
+    ``run`` (relative ones taken from it)."""
+    if isinstance(value, list):
+        return [_inside(v, run, key) for v in value]
+    if isinstance(value, dict):
+        return {k: _inside(v, run, key) for k, v in value.items()}
+    if not isinstance(value, str):
+        return value
+    base, target = run.resolve(), (run / Path(value).expanduser()).resolve()
+    if base not in target.parents:
+        raise LayershareError(
+            f"{run / 'config.yaml'}: {key} names {value!r}, outside the run directory; a "
+            "run directory is read only inside itself (copy the data into it, or evaluate "
+            f"{run / 'model'} with --data FILE)")
+    return str(file_inside(base, target.relative_to(base), key))
 
 
 def describe(cls=RunConfig, prefix: str = "") -> list[str]:

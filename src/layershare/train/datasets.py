@@ -21,15 +21,17 @@ from ..data import (
 )
 from ..data.local import load_parallel_splits, load_text_splits, read_user_lines
 from ..data.split import SPLITS
-from ..errors import LayershareError
+from ..errors import LayershareError, first_line
+from ..paths import file_inside
 from .config import RunConfig
 from .tasks import TASK_CLASSES, Task
 
 TOKENIZER, LABELS = "tokenizer.json", "labels.json"
 
 
-def read_splits(cfg: RunConfig, progress: bool = True) -> dict:
-    """The raw rows per split: sentences, (src, tgt) pairs or (label, text) pairs."""
+def read_splits(cfg: RunConfig, progress: bool = True, fetch: bool = True) -> dict:
+    """The raw rows per split: sentences, (src, tgt) pairs or (label, text) pairs; a recipe
+    prepared first if needed, or with ``fetch=False`` only if prepared already."""
     d = cfg.data
     own = {"train": d.train, "valid": d.valid, "test": d.test}
     if d.name == "text":
@@ -38,7 +40,7 @@ def read_splits(cfg: RunConfig, progress: bool = True) -> dict:
         return load_parallel_splits(own)
     if d.name == "classes":
         return {s: _read_tsv(Path(own[s])) for s in SPLITS}
-    return load_splits(d.name, d.dir, progress)
+    return load_splits(d.name, d.dir, progress, fetch=fetch)
 
 
 def _read_tsv(path: Path) -> list[tuple[str, str]]:
@@ -74,7 +76,7 @@ def tokenizer_for(cfg: RunConfig, splits: dict, out: Path):
     training split (both languages for translation; for a recipe, trained once and cached
     as ``DATA_DIR/NAME/tokenizer-VOCAB/``), copied there."""
     target = out / TOKENIZER
-    if not target.is_file():
+    if not _present(target):
         out.mkdir(parents=True, exist_ok=True)
         if cfg.data.tokenizer:
             shutil.copyfile(Path(cfg.data.tokenizer).expanduser(), target)
@@ -86,7 +88,14 @@ def tokenizer_for(cfg: RunConfig, splits: dict, out: Path):
             shutil.copyfile(cached / TOKENIZER, target)
         else:
             train_tokenizer(train_texts(cfg, splits), cfg.model.vocab_size, target)
-    return load_tokenizer(target)
+    # a run directory may come from elsewhere: its tokenizer.json must not lead out of it
+    return load_tokenizer(file_inside(out, TOKENIZER, "tokenizer"))
+
+
+def _present(path: Path) -> bool:
+    """Anything at ``path``, a dangling symlink too: such a file is read through
+    :func:`file_inside` (which refuses it), never created or written through."""
+    return path.exists() or path.is_symlink()
 
 
 def labels_for(cfg: RunConfig, splits: dict, out: Path) -> list[str] | None:
@@ -94,8 +103,13 @@ def labels_for(cfg: RunConfig, splits: dict, out: Path) -> list[str] | None:
     if cfg.task != "classification":
         return None
     path = out / LABELS
-    if path.is_file():
-        return json.loads(path.read_text())
+    if _present(path):
+        labels = _read_labels(out)
+        # a label the list lacks would be a KeyError when the splits are prepared
+        unknown = {label for s in SPLITS for label, _ in splits[s]} - set(labels)
+        if unknown:
+            raise LayershareError(f"{path} lacks labels of the data: {sorted(unknown)[:5]}")
+        return labels
     if cfg.data.name == "wordnet-supersense":
         from ..data import wordnet
         labels = wordnet.labels(recipe_dir(cfg.data.name, cfg.data.dir))
@@ -108,16 +122,32 @@ def labels_for(cfg: RunConfig, splits: dict, out: Path) -> list[str] | None:
     return labels
 
 
+def _read_labels(out: Path) -> list[str]:
+    """``OUT/labels.json`` as written by :func:`labels_for`, or one line saying what is wrong
+    with it (a run directory is user input: it may be damaged or hand-edited)."""
+    path = file_inside(out, LABELS, "class names")
+    try:
+        labels = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both are
+        raise LayershareError(f"{path}: corrupted ({first_line(exc)})") from None
+    if not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)
+            and len(set(labels)) == len(labels)):
+        raise LayershareError(f"{path}: expected a JSON list of distinct class names "
+                              "(strings)")
+    return labels
+
+
 def build_task(cfg: RunConfig, out: Path, progress: bool = True, setup: bool = True) -> Task:
     """The run's task with tokenized splits. ``setup=False`` (DDP ranks other than 0, after
-    rank 0 did it) only reads what rank 0 prepared and wrote."""
+    rank 0 did it; ``eval`` of a finished run) only reads what is prepared and written:
+    nothing is fetched or trained."""
     if cfg.task == "asr":  # characters, no tokenizer to train
         from .asr import ASRTask, asr_splits, write_char_table
 
-        splits = asr_splits(cfg, progress and setup)
+        splits = asr_splits(cfg, progress and setup, fetch=setup)
         write_char_table(out)
         return ASRTask(cfg, None, splits)
-    splits = read_splits(cfg, progress and setup)
+    splits = read_splits(cfg, progress and setup, fetch=setup)
     if not setup and not (out / TOKENIZER).is_file():
         raise LayershareError(f"{out / TOKENIZER} missing after rank 0 set the run up")
     tok = tokenizer_for(cfg, splits, out)

@@ -13,6 +13,7 @@ from contextlib import nullcontext
 
 import torch
 
+from .. import limits
 from ..data import EOS_ID
 from .ids import pad, strip_ids
 
@@ -42,6 +43,8 @@ def translate_lines(model, tok, lines: list[str], device, beam_size: int = 4,
     model.eval()
     out: list[str] = [""] * len(lines)
     for chunk, src in source_batches(tok, lines, batch_size, max_src):
+        # a run directory's tokenizer may be larger than its model (``translate RUN``)
+        limits.tokens_fit(model, src, "the source text")
         src = src.to(device)
         with autocast():
             hyp = model.translate(src, beam_size=beam_size, max_len=max_len or None)

@@ -23,6 +23,8 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+from .. import limits
+from ..errors import LayershareError
 from .decode import decode_rows
 from .metrics import macro_f1, scores
 from .tasks import Task
@@ -40,6 +42,14 @@ def split_metrics(task: Task, model, split: str, device, out: Path | None = None
     cfg = task.cfg
     if task.kind == "asr":  # its own protocol: every test split (asr.py)
         return task.test_metrics(model, device, out, autocast)
+    # a run directory's tokenizer.json may have been swapped for a larger one: its ids
+    # would index past the model's embedding (an IndexError deep in the model)
+    limits.tokens_fit(model, task.token_ids(split), f"the run's tokenizer on the {split} split")
+    classes = getattr(getattr(model, "config", None), "n_classes", None)
+    if task.kind == "classification" and classes is not None and len(task.labels) != classes:
+        # a class id past the model's head would be an IndexError in the loss
+        raise LayershareError(f"the run's labels.json names {len(task.labels)} classes, the "
+                              f"model has {classes}")
     # the loss figures only: translation's evaluate() would also greedy-decode the first
     # eval.valid_decode pairs of valid, which the whole split's decoding below supersedes
     figures = task.loss_figures(model, split, device, autocast)

@@ -15,6 +15,7 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import LayershareError
+from ..paths import file_inside
 from .datasets import TOKENIZER
 
 
@@ -50,6 +51,9 @@ def load_dense_weights(model: nn.Module, source: str) -> None:
 def same_tokenizer(source: Path, out: Path) -> None:
     """A run started from another run's weights must read text with its tokenizer."""
     theirs, ours = source / TOKENIZER, out / TOKENIZER
-    if theirs.is_file() and ours.is_file() and theirs.read_bytes() != ours.read_bytes():
+    if not (theirs.exists() or theirs.is_symlink()) or not ours.is_file():
+        return
+    theirs = file_inside(source, TOKENIZER, "tokenizer")  # the run named, not a link out of it
+    if theirs.read_bytes() != ours.read_bytes():
         raise LayershareError(f"model.init_from: {source} was trained with another tokenizer "
                               f"than this run's {ours}; use the same data and vocab_size")

@@ -23,9 +23,11 @@ import gc
 from contextlib import nullcontext
 from pathlib import Path
 
+import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..errors import LayershareError, first_line
 from . import fsdp
 from .distributed import Dist
 from .optim import make_optimizer
@@ -112,5 +114,18 @@ class Parallel:
         under FSDP the model and AdamW shards of ``sharded/``, each rank its own."""
         if self.fsdp:
             fsdp.load_sharded(last / fsdp.SHARDED, model, optimizer)
-        else:
+            return
+        path = last / "state.pt"
+        try:  # state.pt is the user's file: another model's, or damaged
             optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise LayershareError(f"{path}: its optimizer state does not fit the model "
+                                  f"({first_line(exc)}); delete {last} to restart") from None
+        # load_state_dict compares the groups' sizes only: a moment of another shape would
+        # fail in the first step, with a traceback
+        for param, moments in optimizer.state.items():
+            if any(isinstance(v, torch.Tensor) and v.dim() and v.shape != param.shape
+                   for v in moments.values()):
+                raise LayershareError(f"{path}: its optimizer state does not fit the model "
+                                      f"(a moment of another shape than its parameter's "
+                                      f"{tuple(param.shape)}); delete {last} to restart")

@@ -127,9 +127,12 @@ def load_training_state(out: Path, device, rank: int) -> dict:
         raise LayershareError(f"{path}: cannot be read ({first_line(exc)}); delete "
                               f"{path.parent} to restart") from None
     rngs = state.get("rng") if isinstance(state, dict) else None
+    cpu = torch.get_rng_state()  # a CPU generator's state is bytes of one fixed length
     if not (isinstance(state.get("optimizer") if rngs is not None else None, dict)
             and isinstance(rngs, list) and rngs
-            and all(isinstance(r, dict) and isinstance(r.get("cpu"), torch.Tensor) for r in rngs)):
+            and all(isinstance(r, dict) and isinstance(r.get("cpu"), torch.Tensor)
+                    and r["cpu"].dtype == cpu.dtype and r["cpu"].shape == cpu.shape
+                    for r in rngs)):
         raise LayershareError(f"{path}: not a training state (optimizer and RNG states); "
                               f"delete {path.parent} to restart")
     rng = rngs[rank] if rank < len(rngs) else rngs[0]

@@ -67,6 +67,15 @@ class Task:
     def size(self, split: str) -> int:
         return len(self.items[split])
 
+    def token_ids(self, split: str) -> Tensor:
+        """Every token id of a split's samples: one stream (LM), or the id lists of each
+        sample's tuple ((source, target), (label, text))."""
+        items = self.items[split]
+        if isinstance(items, Tensor):
+            return items
+        return torch.tensor([t for item in items for part in item if isinstance(part, list)
+                             for t in part], dtype=torch.long)
+
     def prepare(self, split: str, rows: list):
         """Tokenize a split's raw rows once, at start-up."""
         raise NotImplementedError
