@@ -241,6 +241,22 @@ def _normal_permissions(tmp: Path) -> None:
         path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
+def replace_file(path: Path, text: str) -> None:
+    """``path`` holds ``text``: written to a temporary file beside it, then renamed over it.
+    A rename replaces a symbolic link itself, so a file of a directory someone handed us
+    (``RUN/test.hyp`` linked to ``~/.bashrc``) never leads a write outside it; and a reader
+    never sees half the text."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def torch_save(obj, path: Path) -> None:
     """``torch.save``, with its write failures raised as the OSError they are, so
     :func:`atomic_directory` reports them in one line. torch's zip writer turns a full disk

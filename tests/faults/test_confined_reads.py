@@ -179,6 +179,36 @@ def test_eval_of_a_recipe_run_reads_the_users_store_and_never_prepares(
     assert not victim.parent.exists() and not (tmp_path / "store").exists()
 
 
+def test_eval_never_writes_through_a_link_the_run_holds(tmp_path, outside, cli):
+    """eval of a translation run writes RUN/test.hyp and test.ref: a link there to a file
+    elsewhere is replaced, the file it pointed to left as it was."""
+    data = text_files(tmp_path / "data")
+    config = {"data": {"name": "parallel", **{
+        split: {"src": path, "tgt": path} for split, path in data.items()}}}
+    (tmp_path / "mt.yaml").write_text(yaml.safe_dump(config))
+    pairs = train_sets({}, steps=2)[1::2]  # KEY=VALUE of a tiny run, its data from the YAML
+    sets = [a for kv in pairs if not kv.startswith("data.") for a in ("--set", kv)]
+    run = tmp_path / "run"
+    assert main(["train", "--quiet", "--config", str(tmp_path / "mt.yaml"), *sets,
+                 "--set", "eval.beam_size=1", "--out", str(run)]) == 0
+    (run / "test.ref").unlink()
+    (run / "test.ref").symlink_to(outside)
+    rc, err = cli(["eval", run, "--trust-config"])
+    assert rc == 0, err
+    assert outside.read_text() == "TOP SECRET\n"
+    assert not (run / "test.ref").is_symlink() and (run / "test.ref").read_text()
+
+
+def test_replace_file_replaces_a_link_not_its_target(tmp_path, outside):
+    from layershare.outputs import replace_file
+
+    (tmp_path / "out.txt").symlink_to(outside)
+    replace_file(tmp_path / "out.txt", "new\n")
+    assert (tmp_path / "out.txt").read_text() == "new\n"
+    assert outside.read_text() == "TOP SECRET\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt", "outside"]
+
+
 @pytest.mark.parametrize("name", ["config.yaml", "model/tokenizer.json"])
 def test_run_files_linked_outside_are_refused(name, text_run, tmp_path, cli):
     run = _copy(text_run, tmp_path / "run")

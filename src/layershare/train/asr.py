@@ -26,6 +26,7 @@ import torch
 
 from ..errors import LayershareError
 from ..models.speech import CHARS, SpeechEncoder, SpeechEncoderConfig, encode_text, greedy_decode
+from ..outputs import replace_file
 from .tasks import Task, to_device
 
 CHAR_TABLE = "tokenizer.json"  # the run's symbol table, where other tasks keep their BPE
@@ -166,10 +167,10 @@ class ASRTask(Task):
             fig = self.evaluate(model, split, device, autocast)
             result.update({f"{split}_loss": fig["loss"], f"{split}_wer": fig["wer"],
                            f"{split}_utterances": fig["utterances"]})
-            if out is not None:
-                with open(Path(out) / f"{split}.hyp.jsonl", "w", encoding="utf-8") as fh:
-                    for ref, hyp in fig["hypotheses"]:
-                        fh.write(json.dumps({"ref": ref, "hyp": hyp}, ensure_ascii=False) + "\n")
+            if out is not None:  # renamed into place, never written through a link
+                replace_file(Path(out) / f"{split}.hyp.jsonl", "".join(
+                    json.dumps({"ref": ref, "hyp": hyp}, ensure_ascii=False) + "\n"
+                    for ref, hyp in fig["hypotheses"]))
         return result
 
 
@@ -194,7 +195,7 @@ def asr_splits(cfg, progress: bool = True, fetch: bool = True) -> dict[str, Feat
 def write_char_table(out: Path) -> None:
     """``OUT/tokenizer.json``: the CTC symbols in id order (index 0 the blank)."""
     path = Path(out) / CHAR_TABLE
-    if not path.is_file():
+    if not path.is_file():  # a dangling link is replaced, not written through
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"layershare_ctc_chars": list(CHARS)}) + "\n")
+        replace_file(path, json.dumps({"layershare_ctc_chars": list(CHARS)}) + "\n")
 

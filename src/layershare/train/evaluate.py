@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .. import limits
 from ..errors import LayershareError
+from ..outputs import replace_file
 from .decode import decode_rows
 from .metrics import macro_f1, scores
 from .tasks import Task
@@ -73,8 +74,9 @@ def split_metrics(task: Task, model, split: str, device, out: Path | None = None
     result[f"{split}_decode_sentences_per_s"] = len(rows) / result[f"{split}_decode_s"]
     refs = [t for _, t in rows]
     if out is not None:
-        (Path(out) / f"{split}.hyp").write_text("".join(h.replace("\n", " ") + "\n" for h in hyps))
-        (Path(out) / f"{split}.ref").write_text("".join(r.replace("\n", " ") + "\n" for r in refs))
+        # renamed into place: a run directory's test.hyp linked out of it is not written through
+        replace_file(Path(out) / f"{split}.hyp", "".join(h.replace("\n", " ") + "\n" for h in hyps))
+        replace_file(Path(out) / f"{split}.ref", "".join(r.replace("\n", " ") + "\n" for r in refs))
     result.update({f"{split}_{name}": value for name, value in scores(task, hyps, refs).items()})
     result[f"{split}_pairs"] = len(rows)
     return result
