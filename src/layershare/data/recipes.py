@@ -193,7 +193,8 @@ def prepared(name: str, data_dir: Path | None = None) -> Path:
     reason = check_ready(final, name, _fetched_recipe(name).version)
     if reason is not None:
         raise LayershareError(f"{name}: {reason} in {final}; run `layershare data prepare "
-                              f"{name}` first")
+                              f"{name}` first, or point $LAYERSHARE_DATA at the data store "
+                              "that holds it")
     return final
 
 
