@@ -85,9 +85,11 @@ def cmd_inspect(args) -> None:
 def cmd_merge(args) -> None:
     from .. import load, merge, save
     from ..checkpoint import read_meta
+    from ..formats.gate import admit
     from ..formats.hub import copy_files, tokenizer_files
     from ..outputs import atomic_directory, check_out
 
+    admit(args.dir)  # the loader gate first: a file linked out of it refused before any work
     transformers = read_meta(args.dir)["base"]["library"] == "transformers"
     check_out(args.out, "dense" if transformers else "checkpoint", sources=[args.dir],
               overwrite=args.overwrite)

@@ -51,6 +51,7 @@ def load_source(src):
     """(model, tokenizer source) of a layershare checkpoint, transformers dir or short name."""
     from ..checkpoint import META as CHECKPOINT_META
     from ..checkpoint import load
+    from .gate import admit
     from .hub import from_local
     from .pretrained import resolve
 
@@ -58,6 +59,7 @@ def load_source(src):
     if not path.exists():
         raise LayershareError(f"{src}: no such file or directory")
     if path.is_dir() and (path / CHECKPOINT_META).is_file():
+        admit(path)  # the loader gate, before the export's work (its tokenizer files too)
         return load(path), path
     return from_local(path), path
 
