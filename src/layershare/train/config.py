@@ -248,8 +248,8 @@ def _inside(value, run: Path, key: str):
     if base not in target.parents:
         raise LayershareError(
             f"{run / 'config.yaml'}: {key} names {value!r}, outside the run directory; a "
-            "run directory is read only inside itself (copy the data into it, or evaluate "
-            f"{run / 'model'} with --data FILE)")
+            "run directory is read only inside itself (a run you made: eval --trust-config, "
+            "or copy the data into it)")
     return str(file_inside(base, target.relative_to(base), key))
 
 
