@@ -101,17 +101,8 @@ def _ctc(args) -> dict:
 
 
 def _write_json(path: Path, results: dict) -> None:
-    """Write to a temporary file beside ``path``, then rename: never a half-written file."""
-    import os
-    import tempfile
+    """Written beside ``path``, then renamed: never a half-written file."""
+    from ..outputs import replace_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(results, fh, indent=1, ensure_ascii=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_file(path, json.dumps(results, indent=1, ensure_ascii=False) + "\n")

@@ -60,6 +60,17 @@ def gguf_alone(src: Path):
         yield Path(alone), {"gguf_file": src.name}
 
 
+@contextlib.contextmanager
+def load_place(src: Path, kind: str):
+    """``(directory, kwargs)`` for transformers' ``from_pretrained``: ``src`` itself, or for
+    a ``.gguf`` file its private directory (:func:`gguf_alone`); never remote code."""
+    if kind != "gguf":
+        yield src, dict(NO_REMOTE_CODE)
+        return
+    with gguf_alone(src) as (where, gguf):
+        yield where, {**NO_REMOTE_CODE, **gguf}
+
+
 def from_local(src: str | os.PathLike) -> nn.Module:
     """The transformers model stored at ``src`` (directory, .gguf file, short name), in eval
     mode. The loader gate (formats/gate.py) decides first whether it may be read."""
@@ -71,11 +82,7 @@ def from_local(src: str | os.PathLike) -> nn.Module:
     if kind not in ("transformers", "gguf"):
         raise LayershareError(f"{src}: expected a transformers model directory or a .gguf file, "
                               f"found a {kind} {'export' if kind == 'onnx' else 'checkpoint'}")
-    with contextlib.ExitStack() as stack:
-        where, kwargs = src, dict(NO_REMOTE_CODE)
-        if kind == "gguf":
-            where, gguf = stack.enter_context(gguf_alone(src))
-            kwargs.update(gguf)
+    with load_place(src, kind) as (where, kwargs):
         return _from_pretrained(src, where, kwargs)
 
 
@@ -149,11 +156,7 @@ def auto_tokenizer(src: str | os.PathLike):
         from .whisper import tokenizer
         return tokenizer(src)
     try:
-        with contextlib.ExitStack() as stack, no_prompt():
-            where, kwargs = src, dict(NO_REMOTE_CODE)
-            if kind == "gguf":
-                where, gguf = stack.enter_context(gguf_alone(src))
-                kwargs.update(gguf)
+        with load_place(src, kind) as (where, kwargs), no_prompt():
             return transformers.AutoTokenizer.from_pretrained(where, **kwargs)
     except LOAD_ERRORS as exc:
         first = first_line(exc)
